@@ -1,0 +1,202 @@
+"""Wire formats: the OpenAI chat-completions request/response shapes plus the conscience object.
+
+Bounds live in ``Field(...)`` so validation answers bad input before any work is done.
+"""
+
+from __future__ import annotations
+
+import time
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from app.settings import Mode
+
+
+class TextPart(BaseModel):
+    """A text content part (the only kind a text model accepts)."""
+
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    """One chat message. ``developer`` is accepted as OpenAI's newer name for ``system``."""
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart] | None = None
+    name: str | None = None
+
+    def text(self) -> str:
+        """The message content as plain text."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class StreamOptions(BaseModel):
+    """OpenAI ``stream_options``."""
+
+    include_usage: bool = False
+
+
+class ConscienceOptions(BaseModel):
+    """Per-request conscience overrides, sent by the openai client via ``extra_body``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Mode | None = None
+    framework: str | None = Field(None, min_length=1, max_length=128)
+    return_draft: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """``POST /v1/chat/completions`` body. Unknown OpenAI fields are ignored."""
+
+    model: str = Field(min_length=1, max_length=256)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=1024)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: int = Field(1, ge=1, le=1, description="Only n=1 is supported.")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = Field(None, max_length=256)
+    tools: list[dict] | None = Field(None, max_length=0, description="Not supported.")
+    conscience: ConscienceOptions | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _at_most_four_stops(cls, value: str | list[str] | None) -> list[str]:
+        stops = [value] if isinstance(value, str) else list(value or [])
+        if len(stops) > 4:
+            raise ValueError("at most 4 stop sequences are allowed")
+        if any(not s for s in stops):
+            raise ValueError("stop sequences must not be empty")
+        return stops
+
+    @model_validator(mode="after")
+    def _last_message_not_empty(self) -> ChatCompletionRequest:
+        if not any(m.text().strip() for m in self.messages if m.role == "user"):
+            raise ValueError("messages must contain a user message with content")
+        return self
+
+    def completion_limit(self) -> int | None:
+        """The requested completion length (``max_completion_tokens`` wins)."""
+        return self.max_completion_tokens or self.max_tokens
+
+
+class Verdict(str, Enum):
+    """The judge's classification of a draft."""
+
+    ethical = "ethical"
+    neutral = "neutral"
+    unethical = "unethical"
+    unknown = "unknown"
+
+
+class Action(str, Enum):
+    """What the conscience did to the answer."""
+
+    passed = "passed"
+    flagged = "flagged"
+    rewritten = "rewritten"
+
+
+class StageLatency(BaseModel):
+    """Milliseconds spent per stage."""
+
+    draft: float = 0.0
+    review: float = 0.0
+    rewrite: float = 0.0
+    total: float = 0.0
+
+
+class ConscienceReport(BaseModel):
+    """The ``conscience`` object on every response."""
+
+    mode: Mode
+    verdict: Verdict
+    score: float | None = Field(None, description="P(unethical) from the judge's logprobs.")
+    framework: str
+    framework_version: str
+    framework_hash: str
+    action: Action
+    latency_ms: StageLatency
+    adapter: str | None = Field(None, description="Adapter the draft came from; None: base.")
+    review_error: str | None = None
+    rewrite_verdict: Verdict | None = None
+    rewrite_score: float | None = None
+    draft: str | None = None
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ResponseMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: ResponseMessage
+    finish_reason: str | None
+    logprobs: None = None
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    choices: list[Choice]
+    usage: Usage
+    conscience: ConscienceReport
+
+
+class Delta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    index: int = 0
+    delta: Delta
+    finish_reason: str | None = None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+    conscience: ConscienceReport | None = None
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    owned_by: str = "conscience"
+    root: str | None = None
+    parent: str | None = None
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]

@@ -1,0 +1,128 @@
+"""Server configuration: one pydantic-settings class, env prefix ``CONSCIENCE_``.
+
+Every field doubles as a ``conscience serve`` option (see ``conscience/cli.py``).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Mode(str, Enum):
+    """What the conscience does with a draft."""
+
+    off = "off"
+    flag = "flag"
+    rewrite = "rewrite"
+
+
+class ReviewLayout(str, Enum):
+    """How the review prompt is laid out.
+
+    ``framework_first``: the framework text opens the prompt (shared prefix across requests).
+    ``continuation``: the review question follows the conversation and the draft, so it can
+    reuse the draft's KV cache when no adapter is active.
+    """
+
+    framework_first = "framework_first"
+    continuation = "continuation"
+
+
+class FailurePolicy(str, Enum):
+    """What happens when the review itself fails (timeout, engine error, bad output)."""
+
+    fail_open = "fail_open"
+    fail_closed = "fail_closed"
+
+
+def default_cache_dir() -> Path:
+    """Where prepared models live unless ``CONSCIENCE_CACHE_DIR`` says otherwise."""
+    return Path.home() / ".cache" / "conscience"
+
+
+class Settings(BaseSettings):
+    """Everything the server needs; CLI options and ``CONSCIENCE_*`` env vars fill it."""
+
+    model_config = SettingsConfigDict(env_prefix="CONSCIENCE_", extra="ignore")
+
+    # Serving
+    host: str = Field("127.0.0.1", description="Address to bind.")
+    port: int = Field(8000, ge=0, le=65535, description="Port to bind (0 picks a free one).")
+    api_keys: list[str] = Field(
+        default_factory=list,
+        description="Accepted API keys (Authorization: Bearer ...). Empty: no auth.",
+    )
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body accepted.")
+    log_level: str = Field("info", description="Log level (debug, info, warning, error).")
+
+    # Model and engine
+    model: str | None = Field(
+        None,
+        description="Local model dir or hub id. Default: SmolLM2-135M-Instruct, prepared offline.",
+    )
+    served_model_name: str | None = Field(
+        None, description="Name clients use in 'model'. Default: derived from the model."
+    )
+    cache_dir: Path = Field(
+        default_factory=default_cache_dir, description="Cache for prepared models."
+    )
+    tensor_parallel_size: int = Field(1, ge=1, description="vLLM tensor parallel size.")
+    max_model_len: int | None = Field(None, ge=64, description="vLLM max context length.")
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="vLLM GPU memory fraction (GPU builds)."
+    )
+    dtype: str = Field("auto", description="vLLM dtype (auto, float32, bfloat16, float16).")
+    max_lora_rank: int = Field(16, ge=1, description="Largest LoRA rank the engine accepts.")
+    max_loras: int = Field(2, ge=1, description="LoRA adapters resident at once.")
+    enforce_eager: bool = Field(True, description="Skip graph capture/compilation.")
+    enable_prefix_caching: bool = Field(True, description="vLLM prefix caching.")
+    adapter: Path | None = Field(
+        None, description="A peft LoRA adapter dir to draft with (the policy). None: base only."
+    )
+
+    # Conscience
+    mode: Mode = Field(Mode.rewrite, description="Default conscience mode.")
+    allowed_modes: list[Mode] = Field(
+        default_factory=lambda: [Mode.off, Mode.flag, Mode.rewrite],
+        description="Modes a request may ask for; others are refused with 403.",
+    )
+    framework: str = Field("introspective", description="Default ethical framework.")
+    frameworks_dir: Path | None = Field(
+        None, description="Directory of user framework YAML files."
+    )
+    review_layout: ReviewLayout = Field(
+        ReviewLayout.framework_first, description="Review prompt layout."
+    )
+    flag_threshold: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="If set, a draft is 'unethical' when score >= this; else the top label wins.",
+    )
+    rereview_rewrite: bool = Field(False, description="Review the rewrite again.")
+    review_timeout_s: float = Field(30.0, gt=0, description="Review + rewrite time limit.")
+    failure_policy: FailurePolicy = Field(
+        FailurePolicy.fail_open, description="On review failure: return the draft, or refuse."
+    )
+    fail_closed_answer: str | None = Field(
+        None,
+        description="With fail_closed: answer this instead of the draft. None: answer 503.",
+    )
+    allow_return_draft: bool = Field(
+        True, description="Let requests ask for the original draft in the response."
+    )
+    default_max_tokens: int = Field(256, ge=1, description="max_tokens when a request omits it.")
+    review_max_input_tokens: int = Field(
+        1024, ge=64, description="Question + draft tokens shown to the judge (longer: trimmed)."
+    )
+
+    # Pair log / queue
+    queue: str = Field(
+        "sqlite:///var/conscience/pairs.db",
+        description="Where flagged pairs go: sqlite:///PATH or redis://HOST:PORT/DB.",
+    )
+    queue_buffer: int = Field(1000, ge=1, description="Pairs buffered in memory before drops.")
