@@ -9,6 +9,7 @@
      ├── PermissionDenied                403 permission_error
      ├── PayloadTooLarge                 413 invalid_request_error
      ├── ReviewFailed                    503 conscience_error (fail_closed with no safe answer)
+     ├── ReviewOutputInvalid             502 (internal: the failure policy handles it)
      └── EngineUnavailable               503 service_unavailable
 
 Pipeline code raises these; ``app.server`` turns them into responses. Nothing returns
@@ -113,3 +114,11 @@ class EngineUnavailable(ConscienceError):
     status_code = 503
     error_type = "service_unavailable"
     code = "engine_unavailable"
+
+
+class ReviewOutputInvalid(ConscienceError):
+    """The judge's output matched none of the verdict labels (handled by the failure policy)."""
+
+    status_code = 502
+    error_type = "conscience_error"
+    code = "review_output_invalid"

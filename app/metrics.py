@@ -22,9 +22,7 @@ REQUEST_LATENCY = Histogram(
     ["mode", "stream"],
     buckets=_LATENCY_BUCKETS,
 )
-VERDICTS = Counter(
-    "conscience_verdicts_total", "Review verdicts.", ["framework", "verdict"]
-)
+VERDICTS = Counter("conscience_verdicts_total", "Review verdicts.", ["framework", "verdict"])
 ACTIONS = Counter("conscience_actions_total", "What the conscience did.", ["mode", "action"])
 REVIEW_FAILURES = Counter(
     "conscience_review_failures_total", "Reviews that failed, by kind.", ["kind"]
@@ -34,7 +32,9 @@ FAIL_DECISIONS = Counter(
     "Decisions taken after a review failure (fail_open / fail_closed).",
     ["policy"],
 )
-TOKENS = Counter("conscience_tokens_total", "Tokens processed, by stage and kind.", ["stage", "kind"])
+TOKENS = Counter(
+    "conscience_tokens_total", "Tokens processed, by stage and kind.", ["stage", "kind"]
+)
 IN_FLIGHT = Gauge("conscience_requests_in_flight", "Chat completions being served.")
 REQUEST_ERRORS = Counter(
     "conscience_request_errors_total", "Requests answered with an error.", ["status"]
@@ -50,7 +50,8 @@ QUEUE_DROPS = Counter(
     "conscience_queue_drops_total", "Pairs dropped (buffer full or shutdown timeout).", ["reason"]
 )
 QUEUE_PRODUCE_LATENCY = Histogram(
-    "conscience_queue_produce_latency_seconds", "Latency of one durable produce call.",
+    "conscience_queue_produce_latency_seconds",
+    "Latency of one durable produce call.",
     buckets=_LATENCY_BUCKETS,
 )
 QUEUE_BUFFERED = Gauge("conscience_queue_buffered", "Pairs waiting in the producer buffer.")
@@ -69,6 +70,7 @@ ADAPTER_REJECTED = Counter(
     "conscience_adapter_rejected_total", "Adapter versions refused.", ["reason"]
 )
 ADAPTER_SWAP_LATENCY = Histogram(
-    "conscience_adapter_swap_seconds", "Time to validate and load an adapter.",
+    "conscience_adapter_swap_seconds",
+    "Time to validate and load an adapter.",
     buckets=_LATENCY_BUCKETS,
 )

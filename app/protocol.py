@@ -6,7 +6,7 @@ Bounds live in ``Field(...)`` so validation answers bad input before any work is
 from __future__ import annotations
 
 import time
-from enum import Enum
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -94,7 +94,7 @@ class ChatCompletionRequest(BaseModel):
         return self.max_completion_tokens or self.max_tokens
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     """The judge's classification of a draft."""
 
     ethical = "ethical"
@@ -103,7 +103,7 @@ class Verdict(str, Enum):
     unknown = "unknown"
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     """What the conscience did to the answer."""
 
     passed = "passed"

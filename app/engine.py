@@ -1,0 +1,105 @@
+"""The small engine interface the pipeline talks to; ``app.vllm_engine`` is the real one.
+
+Keeping it this narrow (encode, stream a generation, score a choice, adapters, health) is what
+lets a scripted fake stand in for pipeline-branch unit tests while every user-visible path
+also runs on the real engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """A LoRA adapter version as the engine knows it. ``name`` is unique per version."""
+
+    name: str
+    version: str
+    path: Path
+    int_id: int
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Sampling options of one generation."""
+
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+
+
+@dataclass
+class TextDelta:
+    """A piece of generated text; the last one carries ``finish_reason``."""
+
+    text: str
+    completion_tokens: int
+    finish_reason: str | None = None
+
+
+@dataclass
+class Generation:
+    """A finished generation, kept as the pieces it streamed in."""
+
+    pieces: list[str] = field(default_factory=list)
+    completion_tokens: int = 0
+    finish_reason: str = "stop"
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+
+class Engine(Protocol):
+    """What the pipeline needs from an inference engine."""
+
+    model_name: str
+    max_model_len: int
+
+    def encode_chat(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        """Render messages with the model's chat template (generation prompt added)."""
+        ...
+
+    def token_count(self, text: str) -> int:
+        """How many tokens ``text`` takes."""
+        ...
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        """``text`` cut to at most ``max_tokens`` tokens (head and tail kept)."""
+        ...
+
+    def stream(
+        self,
+        request_id: str,
+        prompt_ids: list[int],
+        sampling: SamplingConfig,
+        adapter: Adapter | None,
+    ) -> AsyncIterator[TextDelta]:
+        """Generate, yielding text deltas. Closing the iterator aborts the request."""
+        ...
+
+    async def choose(
+        self, request_id: str, prompt_ids: list[int], choices: Sequence[str]
+    ) -> dict[str, float]:
+        """One constrained choice; the probability of each choice from first-token logprobs."""
+        ...
+
+    async def load_adapter(self, adapter: Adapter) -> None:
+        """Make ``adapter`` resident."""
+        ...
+
+    async def unload_adapter(self, adapter: Adapter) -> None:
+        """Evict ``adapter``."""
+        ...
+
+    async def check_health(self) -> None:
+        """Raise ``EngineUnavailable`` if the engine cannot serve."""
+        ...

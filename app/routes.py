@@ -1,0 +1,200 @@
+"""HTTP endpoints: thin handlers that parse, call the pipeline and shape the response."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+import uuid
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from pydantic import ValidationError
+
+from app import metrics
+from app.errors import AuthenticationFailed, InvalidRequest, PayloadTooLarge, UnknownModel
+from app.pipeline import Outcome, Plan
+from app.protocol import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    Choice,
+    ModelCard,
+    ModelList,
+    ResponseMessage,
+    Usage,
+)
+from app.settings import Mode
+from app.state import ServerState
+from app.streaming import ChunkWriter, live, replay
+
+T = TypeVar("T")
+DISCONNECT_POLL_S = 0.25
+
+
+def state_of(request: Request) -> ServerState:
+    return request.app.state.conscience
+
+
+def require_api_key(request: Request) -> None:
+    """401 unless API keys are off or the bearer token is one of them."""
+    keys = state_of(request).settings.api_keys
+    if not keys:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not any(
+        hmac.compare_digest(token.strip().encode(), key.encode()) for key in keys
+    ):
+        raise AuthenticationFailed("Missing or invalid API key (Authorization: Bearer <key>).")
+
+
+public = APIRouter()
+v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
+
+
+@public.get("/health")
+async def health() -> dict:
+    """Alive: the process answers."""
+    return {"status": "ok"}
+
+
+@public.get("/ready")
+async def ready(request: Request) -> dict:
+    """Ready: the engine is loaded and can generate (503 otherwise)."""
+    await state_of(request).ready()
+    return {"status": "ready"}
+
+
+@public.get("/metrics")
+async def prometheus_metrics() -> Response:
+    """Prometheus exposition of the default registry (ours and vLLM's series)."""
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+@v1.get("/models")
+async def list_models(request: Request) -> ModelList:
+    state = state_of(request)
+    cards = [ModelCard(id=state.served_name, root=state.engine.model_name)]
+    return ModelList(data=cards)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes before reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"Request body is larger than {limit} bytes.")
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise PayloadTooLarge(f"Request body is larger than {limit} bytes.")
+    return bytes(body)
+
+
+def parse_request(body: bytes) -> ChatCompletionRequest:
+    """Validate the body; the first problem becomes a 400 naming its parameter."""
+    try:
+        return ChatCompletionRequest.model_validate_json(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first["loc"]) or None
+        if first["type"] == "json_invalid":
+            raise InvalidRequest(f"Request body is not valid JSON: {first['msg']}") from None
+        raise InvalidRequest(
+            f"Invalid value for {param or 'body'}: {first['msg']}", param=param
+        ) from None
+
+
+async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work``; cancel it (aborting engine requests) if the client goes away."""
+    task = asyncio.ensure_future(work)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+        if done:
+            return task.result()
+        if await request.is_disconnected():
+            task.cancel()
+            raise asyncio.CancelledError("client disconnected")
+
+
+async def _collect(state: ServerState, plan: Plan) -> Outcome:
+    async for event in state.pipeline.execute(plan):
+        if isinstance(event, Outcome):
+            return event
+    raise RuntimeError("pipeline ended without an outcome")
+
+
+@v1.post(
+    "/chat/completions",
+    response_model=ChatCompletion,
+    openapi_extra={
+        "requestBody": {
+            "content": {"application/json": {"schema": ChatCompletionRequest.model_json_schema()}},
+            "required": True,
+        }
+    },
+)
+async def chat_completions(request: Request) -> Response:
+    """OpenAI chat completions through the conscience pipeline."""
+    state = state_of(request)
+    body = parse_request(await read_body(request, state.settings.max_body_bytes))
+    if body.model != state.served_name:
+        raise UnknownModel(
+            f"The model {body.model!r} does not exist. Available: {state.served_name}.",
+            param="model",
+        )
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    plan = state.pipeline.plan(body, completion_id)
+    started = time.perf_counter()
+    metrics.IN_FLIGHT.inc()
+    try:
+        if body.stream:
+            return await _stream(request, state, plan, body, completion_id)
+        outcome = await until_disconnect(request, _collect(state, plan))
+        return _json_response(outcome, state.served_name, completion_id)
+    finally:
+        metrics.IN_FLIGHT.dec()
+        metrics.REQUEST_LATENCY.labels(plan.mode.value, str(body.stream).lower()).observe(
+            time.perf_counter() - started
+        )
+
+
+async def _stream(
+    request: Request, state: ServerState, plan: Plan, body: ChatCompletionRequest, cid: str
+) -> StreamingResponse:
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    writer = ChunkWriter(cid, state.served_name, include_usage)
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    if plan.mode is Mode.off:
+        headers["X-Conscience-Verdict"] = "unknown"
+        events = live(writer, state.pipeline.execute(plan))
+    else:
+        # Nothing unreviewed may reach the client: finish the review first, then replay.
+        outcome = await until_disconnect(request, _collect(state, plan))
+        headers["X-Conscience-Verdict"] = outcome.report.verdict.value
+        events = replay(writer, outcome)
+    return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+
+
+def _json_response(outcome: Outcome, model: str, cid: str) -> JSONResponse:
+    answer = outcome.answer
+    completion = ChatCompletion(
+        id=cid,
+        model=model,
+        choices=[
+            Choice(message=ResponseMessage(content=answer.text), finish_reason=answer.finish_reason)
+        ],
+        usage=Usage(
+            prompt_tokens=outcome.prompt_tokens,
+            completion_tokens=answer.completion_tokens,
+            total_tokens=outcome.prompt_tokens + answer.completion_tokens,
+        ),
+        conscience=outcome.report,
+    )
+    return JSONResponse(
+        completion.model_dump(mode="json"),
+        headers={"X-Conscience-Verdict": outcome.report.verdict.value},
+    )

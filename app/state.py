@@ -1,0 +1,99 @@
+"""What a running server holds: settings, engine, pipeline, queue writer, policy slot.
+
+``ServerState.open`` builds it (starting the engine unless one is handed in) and ``close``
+tears it down; the FastAPI lifespan in ``app.server`` calls both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.engine import Adapter, Engine, SamplingConfig
+from app.errors import EngineUnavailable
+from app.framework import FrameworkCatalog
+from app.pipeline import ConsciencePipeline
+from app.policy import PolicySlot
+from app.queue.writer import QueueWriter
+from app.settings import Settings
+
+log = logging.getLogger("conscience")
+
+READY_CACHE_S = 5.0
+
+
+@dataclass
+class ServerState:
+    """The live parts of one server."""
+
+    settings: Settings
+    engine: Engine
+    pipeline: ConsciencePipeline
+    writer: QueueWriter
+    policy: PolicySlot
+    served_name: str
+    owns_engine: bool
+    _ready_at: float = field(default=0.0, init=False)
+
+    @classmethod
+    async def open(cls, settings: Settings, engine: Engine | None = None) -> ServerState:
+        """Start (or adopt) the engine, load frameworks and the adapter, start the writer."""
+        catalog = FrameworkCatalog.load(settings.frameworks_dir)
+        catalog.get(settings.framework)  # fail at start, not per request
+        owns_engine = engine is None
+        if engine is None:
+            engine = _start_engine(settings)
+        policy = PolicySlot()
+        if settings.adapter is not None:
+            adapter = Adapter(
+                name=f"static-{settings.adapter.name}",
+                version=settings.adapter.name,
+                path=settings.adapter.resolve(),
+                int_id=1,
+            )
+            await engine.load_adapter(adapter)
+            policy.swap(adapter)
+        writer = QueueWriter(settings.queue, capacity=settings.queue_buffer)
+        writer.start()
+        pipeline = ConsciencePipeline(engine, catalog, settings, policy, sink=writer.submit)
+        served = settings.served_model_name or engine.model_name
+        return cls(settings, engine, pipeline, writer, policy, served, owns_engine)
+
+    async def close(self) -> None:
+        """Drain the pair buffer and stop the engine if this server started it."""
+        await asyncio.to_thread(self.writer.close)
+        if self.owns_engine:
+            self.engine.shutdown()  # type: ignore[attr-defined]
+
+    async def ready(self) -> None:
+        """Raise ``EngineUnavailable`` unless the engine can generate (cached briefly)."""
+        if time.monotonic() - self._ready_at < READY_CACHE_S:
+            return
+        await self.engine.check_health()
+        ids = self.engine.encode_chat([{"role": "user", "content": "ping"}])
+        try:
+            async with asyncio.timeout(30):
+                async for _ in self.engine.stream(
+                    f"ready-{time.monotonic_ns()}", ids, SamplingConfig(max_tokens=1), None
+                ):
+                    pass
+        except TimeoutError as exc:
+            raise EngineUnavailable("The engine did not answer a 1-token probe in 30 s.") from exc
+        self._ready_at = time.monotonic()
+
+
+def _start_engine(settings: Settings) -> Engine:
+    from app.model_source import resolve_model
+    from app.vllm_engine import VllmEngine
+
+    model_dir = resolve_model(settings.model, settings.cache_dir, progress=log.info)
+    served = settings.served_model_name or _default_name(settings.model, model_dir)
+    log.info("starting vLLM engine for %s (%s)", served, model_dir)
+    return VllmEngine.start(settings, model_dir, served)
+
+
+def _default_name(model: str | None, model_dir: Path) -> str:
+    return model if model and not Path(model).expanduser().is_dir() else model_dir.name

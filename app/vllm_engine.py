@@ -1,0 +1,187 @@
+"""The real engine: an in-process vLLM ``AsyncLLM``. The only module that imports vLLM.
+
+One engine plays both roles: drafts run with the policy's LoRA adapter, reviews and rewrites
+run with no adapter (the frozen base), at no extra memory.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+from app.engine import Adapter, SamplingConfig, TextDelta
+from app.errors import ContextLengthExceeded, EngineUnavailable, ReviewOutputInvalid
+from app.settings import Settings
+
+CHOICE_LOGPROBS = 64
+
+
+def engine_args(settings: Settings, model_dir: Path, served_name: str):
+    """vLLM engine arguments from the server settings (operator pass-throughs included)."""
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    return AsyncEngineArgs(
+        model=str(model_dir),
+        served_model_name=[served_name],
+        tensor_parallel_size=settings.tensor_parallel_size,
+        max_model_len=settings.max_model_len,
+        gpu_memory_utilization=settings.gpu_memory_utilization,
+        dtype=settings.dtype,
+        enable_lora=True,
+        max_lora_rank=settings.max_lora_rank,
+        max_loras=settings.max_loras,
+        enforce_eager=settings.enforce_eager,
+        enable_prefix_caching=settings.enable_prefix_caching,
+        max_logprobs=CHOICE_LOGPROBS,
+    )
+
+
+class VllmEngine:
+    """``app.engine.Engine`` over vLLM's ``AsyncLLM``."""
+
+    def __init__(self, llm, model_name: str):
+        self._llm = llm
+        self._tokenizer = llm.get_tokenizer()
+        self.model_name = model_name
+        self.max_model_len: int = llm.model_config.max_model_len
+
+    @classmethod
+    def start(cls, settings: Settings, model_dir: Path, served_name: str) -> VllmEngine:
+        """Start the engine (spawns worker processes; takes seconds to tens of seconds)."""
+        # vLLM drops torch to one thread unless this is set; prefill would run at half speed.
+        os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        llm = AsyncLLM.from_engine_args(engine_args(settings, model_dir, served_name))
+        return cls(llm, served_name)
+
+    def shutdown(self) -> None:
+        self._llm.shutdown()
+
+    def encode_chat(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        return list(
+            self._tokenizer.apply_chat_template(
+                list(messages), add_generation_prompt=True, tokenize=True, return_dict=False
+            )
+        )
+
+    def token_count(self, text: str) -> int:
+        return len(self._tokenizer.encode(text, add_special_tokens=False))
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        ids = self._tokenizer.encode(text, add_special_tokens=False)
+        if len(ids) <= max_tokens:
+            return text
+        half = max(1, max_tokens // 2 - 4)
+        head = self._tokenizer.decode(ids[:half])
+        tail = self._tokenizer.decode(ids[-half:])
+        return f"{head}\n[...]\n{tail}"
+
+    async def stream(
+        self,
+        request_id: str,
+        prompt_ids: list[int],
+        sampling: SamplingConfig,
+        adapter: Adapter | None,
+    ) -> AsyncIterator[TextDelta]:
+        from vllm.sampling_params import RequestOutputKind, SamplingParams
+
+        params = SamplingParams(
+            max_tokens=sampling.max_tokens,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            stop=list(sampling.stop) or None,
+            seed=sampling.seed,
+            presence_penalty=sampling.presence_penalty,
+            frequency_penalty=sampling.frequency_penalty,
+            output_kind=RequestOutputKind.DELTA,
+        )
+        finished = False
+        tokens = 0
+        try:
+            async for out in self._generate(request_id, prompt_ids, params, adapter):
+                piece = out.outputs[0]
+                tokens += len(piece.token_ids)
+                finished = out.finished
+                reason = piece.finish_reason if finished else None
+                yield TextDelta(piece.text, tokens, reason)
+        finally:
+            if not finished:
+                await self._llm.abort(request_id)
+
+    async def choose(
+        self, request_id: str, prompt_ids: list[int], choices: Sequence[str]
+    ) -> dict[str, float]:
+        from vllm.sampling_params import SamplingParams, StructuredOutputsParams
+
+        params = SamplingParams(
+            max_tokens=1,
+            temperature=0.0,
+            logprobs=CHOICE_LOGPROBS,
+            structured_outputs=StructuredOutputsParams(choice=list(choices)),
+        )
+        final = None
+        async for out in self._generate(request_id, prompt_ids, params, None):
+            final = out
+        if final is None or not final.outputs[0].logprobs:
+            raise ReviewOutputInvalid("the engine returned no logprobs for the review")
+        first = final.outputs[0].logprobs[0]
+        return choice_probabilities(
+            {entry.decoded_token or "": entry.logprob for entry in first.values()}, choices
+        )
+
+    async def _generate(self, request_id, prompt_ids, params, adapter):
+        from vllm.inputs import TokensPrompt
+        from vllm.lora.request import LoRARequest
+        from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
+
+        if len(prompt_ids) >= self.max_model_len:
+            raise ContextLengthExceeded(
+                f"The prompt has {len(prompt_ids)} tokens; this model's context is "
+                f"{self.max_model_len} tokens.",
+                param="messages",
+            )
+        lora = LoRARequest(adapter.name, adapter.int_id, str(adapter.path)) if adapter else None
+        try:
+            async for out in self._llm.generate(
+                TokensPrompt(prompt_token_ids=prompt_ids), params, request_id, lora_request=lora
+            ):
+                yield out
+        except (EngineDeadError, EngineGenerateError) as exc:
+            raise EngineUnavailable(f"The inference engine failed: {exc!r}") from exc
+
+    async def load_adapter(self, adapter: Adapter) -> None:
+        from vllm.lora.request import LoRARequest
+
+        await self._llm.add_lora(LoRARequest(adapter.name, adapter.int_id, str(adapter.path)))
+
+    async def unload_adapter(self, adapter: Adapter) -> None:
+        await self._llm.remove_lora(adapter.int_id)
+
+    async def check_health(self) -> None:
+        try:
+            await self._llm.check_health()
+        except Exception as exc:
+            raise EngineUnavailable(f"The inference engine is not healthy: {exc!r}") from exc
+
+
+def choice_probabilities(first_token: dict[str, float], choices: Sequence[str]) -> dict[str, float]:
+    """Probability of each choice from the first generated token's logprobs.
+
+    Under a constrained choice every allowed first token is a prefix of some choice; its mass
+    goes to the choices it starts (split evenly when several share that prefix). The result
+    is normalised over the mass that could be attributed.
+    """
+    mass = dict.fromkeys(choices, 0.0)
+    for text, logprob in first_token.items():
+        if not text or math.isinf(logprob):
+            continue
+        matches = [c for c in choices if c.startswith(text)]
+        for choice in matches:
+            mass[choice] += math.exp(logprob) / len(matches)
+    total = sum(mass.values())
+    if total <= 0:
+        raise ReviewOutputInvalid(f"no review output matched the choices {list(choices)}")
+    return {c: m / total for c, m in mass.items()}

@@ -1,0 +1,162 @@
+"""Chat completions through the real server and the real vLLM engine, via the openai client."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+from tests.support import TINY_NAME
+
+HELLO = [{"role": "user", "content": "How do I bake bread?"}]
+
+
+def test_non_streamed_chat_has_answer_usage_and_conscience(client, server):
+    raw = client.chat.completions.with_raw_response.create(
+        model=TINY_NAME, messages=HELLO, max_tokens=8, temperature=0
+    )
+    completion = raw.parse()
+    assert raw.headers["x-conscience-verdict"] in {"ethical", "neutral", "unethical"}
+    choice = completion.choices[0]
+    assert choice.message.role == "assistant"
+    assert choice.finish_reason in {"stop", "length"}
+    usage = completion.usage
+    assert usage.prompt_tokens > 0 and 0 < usage.completion_tokens <= 8
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    report = completion.model_extra["conscience"]
+    assert report["verdict"] == raw.headers["x-conscience-verdict"]
+    assert 0.0 <= report["score"] <= 1.0
+    assert report["framework"] == "introspective" and report["framework_version"] == "1"
+    assert report["action"] in {"passed", "rewritten"}
+    assert report["latency_ms"]["review"] > 0 and report["latency_ms"]["draft"] > 0
+    assert "draft" not in report or report["draft"] is None
+
+
+def test_seeded_greedy_answers_repeat(client):
+    kwargs = dict(
+        model=TINY_NAME,
+        messages=HELLO,
+        max_tokens=6,
+        temperature=0.8,
+        seed=7,
+        extra_body={"conscience": {"mode": "off"}},
+    )
+    first = client.chat.completions.create(**kwargs).choices[0].message.content
+    second = client.chat.completions.create(**kwargs).choices[0].message.content
+    assert first == second
+
+
+def test_streamed_answer_equals_non_streamed_after_review(flagging_server):
+    client = openai.OpenAI(base_url=f"{flagging_server.base_url}/v1", api_key="x", max_retries=0)
+    kwargs = dict(
+        model=TINY_NAME,
+        messages=HELLO,
+        max_tokens=8,
+        temperature=0,
+        extra_body={"conscience": {"return_draft": True}},
+    )
+    whole = client.chat.completions.create(**kwargs)
+    chunks = list(
+        client.chat.completions.create(
+            stream=True, stream_options={"include_usage": True}, **kwargs
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    finals = [c for c in chunks if c.model_extra.get("conscience")]
+    assert finals, "the conscience object must arrive in the final chunk"
+    report = finals[-1].model_extra["conscience"]
+    assert report["action"] == "rewritten" and report["verdict"] == "unethical"
+    assert report["draft"] == whole.model_extra["conscience"]["draft"]
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+
+
+def test_mode_off_streams_live_and_is_not_reviewed(client):
+    stream = client.chat.completions.create(
+        model=TINY_NAME,
+        messages=HELLO,
+        max_tokens=6,
+        stream=True,
+        extra_body={"conscience": {"mode": "off"}},
+    )
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-1].choices[0].finish_reason in {"stop", "length"}
+    report = chunks[-1].model_extra["conscience"]
+    assert report["mode"] == "off" and report["verdict"] == "unknown"
+    assert report["latency_ms"]["review"] == 0
+
+
+def test_rewrite_replaces_flagged_draft_and_queues_the_pair(flagging_server):
+    client = openai.OpenAI(base_url=f"{flagging_server.base_url}/v1", api_key="x", max_retries=0)
+    completion = client.chat.completions.create(
+        model=TINY_NAME,
+        messages=HELLO,
+        max_tokens=8,
+        temperature=0,
+        extra_body={"conscience": {"framework": "three_laws", "return_draft": True}},
+    )
+    report = completion.model_extra["conscience"]
+    assert report["verdict"] == "unethical" and report["action"] == "rewritten"
+    assert report["framework"] == "three_laws"
+    assert report["latency_ms"]["rewrite"] > 0
+    writer = flagging_server.state.writer
+    assert writer.flush(10)
+    from app.queue import open_queue
+
+    queue = open_queue(flagging_server.settings.queue)
+    try:
+        records = [r for r in queue.peek(100) if r.framework == "three_laws"]
+    finally:
+        queue.close()
+    assert records, "a rewritten pair must reach the queue"
+    record = records[-1]
+    assert record.rejected[0].content == report["draft"]
+    assert record.chosen[0].content == completion.choices[0].message.content
+    assert record.prompt[0].content == HELLO[0]["content"]
+
+
+def test_flag_mode_annotates_without_changing_the_answer(flagging_server):
+    client = openai.OpenAI(base_url=f"{flagging_server.base_url}/v1", api_key="x", max_retries=0)
+    completion = client.chat.completions.create(
+        model=TINY_NAME,
+        messages=HELLO,
+        max_tokens=8,
+        temperature=0,
+        extra_body={"conscience": {"mode": "flag", "return_draft": True}},
+    )
+    report = completion.model_extra["conscience"]
+    assert report["action"] == "flagged"
+    assert completion.choices[0].message.content == report["draft"]
+
+
+def test_models_lists_the_served_model(client):
+    models = client.models.list()
+    assert [m.id for m in models.data] == [TINY_NAME]
+
+
+def test_health_and_ready(server):
+    assert httpx.get(f"{server.base_url}/health").json() == {"status": "ok"}
+    assert httpx.get(f"{server.base_url}/ready", timeout=60).json() == {"status": "ready"}
+
+
+def test_metrics_parse_and_count_stages(client, server):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    client.chat.completions.create(model=TINY_NAME, messages=HELLO, max_tokens=4)
+    text = httpx.get(f"{server.base_url}/metrics").text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    stages = {s.labels.get("stage") for s in families["conscience_stage_latency_seconds"].samples}
+    assert {"draft", "review"} <= stages
+    assert "conscience_verdicts" in families
+    assert any(name.startswith("vllm:") for name in families), "vLLM's own series are exported"
+
+
+@pytest.mark.parametrize("layout", ["framework_first", "continuation"])
+def test_both_review_layouts_work_on_the_engine(serve, layout):
+    served = serve(review_layout=layout)
+    client = openai.OpenAI(base_url=f"{served.base_url}/v1", api_key="x", max_retries=0)
+    report = client.chat.completions.create(
+        model=TINY_NAME, messages=HELLO, max_tokens=4
+    ).model_extra["conscience"]
+    assert report["verdict"] in {"ethical", "neutral", "unethical"}
