@@ -34,6 +34,8 @@ class SamplingConfig:
     seed: int | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    min_tokens: int = 0
+    ignore_eos: bool = False
 
 
 @dataclass

@@ -111,14 +111,17 @@ class ConsciencePipeline:
             for m in request.messages
         ]
         prompt_ids = self.engine.encode_chat(messages)
+        max_tokens = self._max_tokens(len(prompt_ids), request.completion_limit())
         sampling = SamplingConfig(
-            max_tokens=self._max_tokens(len(prompt_ids), request.completion_limit()),
+            max_tokens=max_tokens,
             temperature=1.0 if request.temperature is None else request.temperature,
             top_p=1.0 if request.top_p is None else request.top_p,
             stop=tuple(request.stop or ()),
             seed=request.seed,
             presence_penalty=request.presence_penalty or 0.0,
             frequency_penalty=request.frequency_penalty or 0.0,
+            min_tokens=min(request.min_tokens or 0, max_tokens),
+            ignore_eos=request.ignore_eos,
         )
         return Plan(request_id, messages, prompt_ids, sampling, mode, framework, return_draft)
 

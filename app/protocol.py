@@ -66,6 +66,10 @@ class ChatCompletionRequest(BaseModel):
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     stop: str | list[str] | None = None
     seed: int | None = None
+    min_tokens: int | None = Field(
+        None, ge=0, description="vLLM extra: generate at least this many."
+    )
+    ignore_eos: bool = Field(False, description="vLLM extra: keep generating past end-of-sequence.")
     n: int = Field(1, ge=1, le=1, description="Only n=1 is supported.")
     stream: bool = False
     stream_options: StreamOptions | None = None

@@ -96,6 +96,8 @@ class VllmEngine:
             seed=sampling.seed,
             presence_penalty=sampling.presence_penalty,
             frequency_penalty=sampling.frequency_penalty,
+            min_tokens=sampling.min_tokens,
+            ignore_eos=sampling.ignore_eos,
             output_kind=RequestOutputKind.DELTA,
         )
         finished = False

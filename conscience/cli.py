@@ -16,13 +16,11 @@ import click
 import typer
 from rich.console import Console
 
-app = typer.Typer(
-    help="Conscience: inference-time conscience middleware for LLMs.", no_args_is_help=True
-)
+tools = typer.Typer(add_completion=False)
 console = Console(stderr=True)
 
 
-@app.command("demo-model")
+@tools.command("demo-model")
 def demo_model(
     out_dir: Path = typer.Argument(..., help="Directory to write the tiny model to."),
 ) -> None:
@@ -54,19 +52,27 @@ def _settings_options() -> list[click.Option]:
 
     options = []
     for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        common = {
+            "default": None,
+            "help": f"{field.description or ''} [env: CONSCIENCE_{name.upper()}]",
+            "show_default": _shown(default),
+        }
         flag = name.replace("_", "-")
-        help_text = f"{field.description or ''} [env: CONSCIENCE_{name.upper()}]"
         if field.annotation is bool:
-            decls = [f"--{flag}/--no-{flag}"]
-            options.append(click.Option(decls, name, default=None, help=help_text))
+            options.append(click.Option([f"--{flag}/--no-{flag}", name], **common))
             continue
         kind, multiple = _click_type(field.annotation)
-        options.append(
-            click.Option(
-                [f"--{flag}"], name, type=kind, multiple=multiple, default=None, help=help_text
-            )
-        )
+        options.append(click.Option([f"--{flag}", name], type=kind, multiple=multiple, **common))
     return options
+
+
+def _shown(default: object) -> str:
+    if isinstance(default, list):
+        return ", ".join(str(getattr(d, "value", d)) for d in default) or "none"
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return str(getattr(default, "value", default))
 
 
 def _serve(**given: object) -> None:
@@ -85,7 +91,7 @@ def _serve(**given: object) -> None:
     try:
         model_dir = resolve_model(settings.model, settings.cache_dir, progress=console.print)
     except ModelSourceError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         sys.exit(1)
     name = settings.served_model_name or (
         settings.model if settings.model and not Path(settings.model).is_dir() else model_dir.name
@@ -96,18 +102,26 @@ def _serve(**given: object) -> None:
     )
 
 
-def main() -> None:
-    """Entry point of the ``conscience`` script."""
+def build_cli() -> click.Group:
+    """The ``conscience`` command group: serve, demo-model, queue, train."""
     from app.queue.cli import queue_app
     from trainer.cli import train_app
 
-    app.add_typer(queue_app, name="queue", help="Inspect and manage the flagged-pair queue.")
-    app.add_typer(train_app, name="train", help="Train LoRA adapters from the queue (online DPO).")
-    group = typer.main.get_command(app)
-    group.add_command(  # type: ignore[attr-defined]
+    root = click.Group(
+        "conscience", help="Conscience: inference-time conscience middleware for LLMs."
+    )
+    root.add_command(
         click.Command("serve", callback=_serve, params=_settings_options(), help=_serve.__doc__)
     )
-    group()
+    root.add_command(typer.main.get_command(tools), "demo-model")
+    root.add_command(typer.main.get_command(queue_app), "queue")
+    root.add_command(typer.main.get_command(train_app), "train")
+    return root
+
+
+def main() -> None:
+    """Entry point of the ``conscience`` script."""
+    build_cli()()
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ def engine(loop_thread: LoopThread, tiny_model_dir: Path):
     eng.shutdown()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -103,7 +103,7 @@ def serve(loop_thread: LoopThread, engine, tmp_path_factory) -> Iterator[Callabl
     def start(**overrides) -> Served:
         queue_dir = tmp_path_factory.mktemp("queue")
         overrides.setdefault("queue", f"sqlite:///{queue_dir / 'pairs.db'}")
-        settings = Settings(port=_free_port(), served_model_name=TINY_NAME, **overrides)
+        settings = Settings(port=free_port(), served_model_name=TINY_NAME, **overrides)
         app = create_app(settings, engine=engine)
         server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning")

@@ -6,10 +6,13 @@ them; an expired lease is handed out again. Consumers dedupe by record id.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Self
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from app.records import PairRecord
 
@@ -83,3 +86,82 @@ class PairQueue(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release connections."""
+
+    @abstractmethod
+    def peek(self, n: int) -> list[PairRecord]:
+        """The next ``n`` ready records, in lease order, without leasing them."""
+
+    @abstractmethod
+    def records(self, *, include_acked: bool = False) -> Iterator[PairRecord]:
+        """Every record (unacked only unless ``include_acked``), oldest produced first."""
+
+    @abstractmethod
+    def requeue(self) -> int:
+        """Release every live lease so those records are ready now; return how many."""
+
+    @abstractmethod
+    def prune(self, *, max_acked: int | None = None, max_age_s: float | None = None) -> int:
+        """Delete acked records beyond the newest ``max_acked`` or acked over ``max_age_s``
+        seconds ago; return how many were deleted. Unacked records are never pruned."""
+
+    def export(self, path: str | Path, *, include_acked: bool = False) -> int:
+        """Write records as TRL preference JSONL (one ``PairRecord`` per line); return count."""
+        return _write_jsonl(Path(path), self.records(include_acked=include_acked))
+
+    def import_records(self, path: str | Path) -> int:
+        """Produce every record of a JSONL file (marked ``source="import"``); return count.
+
+        Every line is validated first: one malformed line raises ``QueueError`` naming its
+        number and nothing is produced. Ids already in the queue are skipped (idempotent).
+        """
+        records = [r.model_copy(update={"source": "import"}) for r in _read_jsonl(Path(path))]
+        self.produce(records)
+        return len(records)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _write_jsonl(path: Path, records: Iterator[PairRecord]) -> int:
+    """Write records one JSON object per line, atomically (temp file, fsync, rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    count = 0
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("w", encoding="utf-8") as f:
+            for record in records:
+                f.write(record.model_dump_json() + "\n")
+                count += 1
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise QueueError(f"cannot write {path}: {exc}") from exc
+        raise
+    return count
+
+
+def _read_jsonl(path: Path) -> list[PairRecord]:
+    """Parse and validate every line (blank lines skipped) before returning any record."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise QueueError(f"cannot read {path}: {exc}") from exc
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(PairRecord.model_validate_json(line))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "record"
+            raise QueueError(
+                f"{path}, line {number}: invalid record ({where}: {first['msg']}); nothing imported"
+            ) from exc
+    return records

@@ -119,3 +119,24 @@ def test_return_draft_can_be_forbidden(serve):
     private = serve(allow_return_draft=False)
     body = {"model": TINY_NAME, "messages": USER, "conscience": {"return_draft": True}}
     assert_error(post(private, body), 403, "conscience.return_draft")
+
+
+def test_engine_failure_is_503(tmp_path):
+    """Engine failure mid-draft: a 503 with the OpenAI body (scripted engine, real app)."""
+    from fastapi.testclient import TestClient
+
+    from app.errors import EngineUnavailable
+    from app.server import create_app
+    from app.settings import Settings
+    from tests.support import ScriptedEngine
+
+    class BrokenEngine(ScriptedEngine):
+        async def stream(self, request_id, prompt_ids, sampling, adapter):
+            raise EngineUnavailable("The inference engine failed: boom")
+            yield  # pragma: no cover - makes this an async generator
+
+    settings = Settings(queue=f"sqlite:///{tmp_path / 'q.db'}", served_model_name="scripted")
+    with TestClient(create_app(settings, engine=BrokenEngine([], []))) as http:
+        response = http.post("/v1/chat/completions", json={"model": "scripted", "messages": USER})
+    assert_error(response, 503)
+    assert response.json()["error"]["type"] == "service_unavailable"
