@@ -94,6 +94,16 @@ class Engine(Protocol):
         """One constrained choice; the probability of each choice from first-token logprobs."""
         ...
 
+    async def score_answer(
+        self,
+        request_id: str,
+        messages: Sequence[dict[str, str]],
+        answer: str,
+        adapter: Adapter | None,
+    ) -> tuple[float, int]:
+        """(sum of log p(answer tokens | messages), number of answer tokens) under a policy."""
+        ...
+
     async def load_adapter(self, adapter: Adapter) -> None:
         """Make ``adapter`` resident."""
         ...

@@ -22,7 +22,7 @@ from app.errors import (
     ReviewOutputInvalid,
 )
 from app.framework import Framework, FrameworkCatalog
-from app.policy import PolicySlot
+from app.policy import CURRENT, AdapterChoice, PolicySlot
 from app.protocol import (
     Action,
     ChatCompletionRequest,
@@ -48,7 +48,7 @@ class Plan:
     mode: Mode
     framework: Framework
     return_draft: bool
-    adapter: Adapter | None = None
+    adapter: AdapterChoice = CURRENT
 
 
 @dataclass

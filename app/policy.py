@@ -10,8 +10,12 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Literal
 
 from app.engine import Adapter
+
+CURRENT: Literal["current"] = "current"
+AdapterChoice = Adapter | None | Literal["current"]
 
 
 class PolicySlot:
@@ -27,9 +31,9 @@ class PolicySlot:
         return self._current
 
     @asynccontextmanager
-    async def use(self, adapter: Adapter | None = None) -> AsyncIterator[Adapter | None]:
-        """Borrow ``adapter`` (default: the current one) for the length of one draft."""
-        chosen = adapter if adapter is not None else self._current
+    async def use(self, choice: AdapterChoice = CURRENT) -> AsyncIterator[Adapter | None]:
+        """Borrow an adapter for one draft: the current one, a given one, or None (base)."""
+        chosen = self._current if choice == CURRENT else choice
         key = chosen.name if chosen else ""
         self._in_use[key] += 1
         try:

@@ -204,3 +204,30 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+class ScoreRequest(BaseModel):
+    """``POST /v1/conscience/score``: log-probabilities of given answers under a policy."""
+
+    model: str = Field(min_length=1, max_length=256)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=1024)
+    answers: list[str] = Field(min_length=1, max_length=64)
+
+
+class AnswerScore(BaseModel):
+    logprob: float = Field(description="Sum of the answer tokens' log-probabilities (nats).")
+    tokens: int
+
+
+class ScoreResponse(BaseModel):
+    model: str
+    adapter: str | None = Field(description="Adapter version scored with; None: base.")
+    scores: list[AnswerScore]
+
+
+class PinRequest(BaseModel):
+    """``POST /admin/adapters/pin``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = Field(min_length=1, max_length=64)

@@ -12,18 +12,22 @@ from typing import TypeVar
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from app import metrics
 from app.errors import AuthenticationFailed, InvalidRequest, PayloadTooLarge, UnknownModel
 from app.pipeline import Outcome, Plan
+from app.policy import CURRENT, AdapterChoice
 from app.protocol import (
+    AnswerScore,
     ChatCompletion,
     ChatCompletionRequest,
     Choice,
     ModelCard,
     ModelList,
     ResponseMessage,
+    ScoreRequest,
+    ScoreResponse,
     Usage,
 )
 from app.settings import Mode
@@ -31,6 +35,7 @@ from app.state import ServerState
 from app.streaming import ChunkWriter, live, replay
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 DISCONNECT_POLL_S = 0.25
 
 
@@ -76,9 +81,48 @@ async def prometheus_metrics() -> Response:
 
 @v1.get("/models")
 async def list_models(request: Request) -> ModelList:
+    """The served model (current policy), its base, and every loaded adapter version."""
     state = state_of(request)
-    cards = [ModelCard(id=state.served_name, root=state.engine.model_name)]
+    name = state.served_name
+    cards = [ModelCard(id=name, root=state.engine.model_name)]
+    cards.append(ModelCard(id=f"{name}@base", root=state.engine.model_name, parent=name))
+    if state.adapters is not None:
+        cards += [ModelCard(id=f"{name}@{v}", parent=name) for v in sorted(state.adapters.loaded)]
     return ModelList(data=cards)
+
+
+def adapter_choice(state: ServerState, model: str) -> AdapterChoice:
+    """``name`` → current policy; ``name@base`` or ``base`` → no adapter; ``name@VERSION``."""
+    name, _, version = model.partition("@")
+    if model == state.served_name:
+        return CURRENT
+    if model == "base" or (name == state.served_name and version == "base"):
+        return None
+    if name == state.served_name and version and state.adapters is not None:
+        return state.adapters.resolve(version)
+    raise UnknownModel(
+        f"The model {model!r} does not exist. Available: {state.served_name}, "
+        f"{state.served_name}@base, {state.served_name}@<loaded version>.",
+        param="model",
+    )
+
+
+@v1.post("/conscience/score")
+async def score_answers(request: Request) -> ScoreResponse:
+    """Log-probabilities of given answers to a conversation under the chosen policy."""
+    state = state_of(request)
+    body = parse_body(ScoreRequest, await read_body(request, state.settings.max_body_bytes))
+    choice = adapter_choice(state, body.model)
+    messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+    async with state.policy.use(choice) as adapter:
+        scores = []
+        for i, answer in enumerate(body.answers):
+            logprob, tokens = await state.engine.score_answer(
+                f"score-{uuid.uuid4().hex}-{i}", messages, answer, adapter
+            )
+            scores.append(AnswerScore(logprob=logprob, tokens=tokens))
+    version = adapter.version if adapter else None
+    return ScoreResponse(model=body.model, adapter=version, scores=scores)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -94,10 +138,10 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def parse_request(body: bytes) -> ChatCompletionRequest:
+def parse_body(model: type[M], body: bytes) -> M:
     """Validate the body; the first problem becomes a 400 naming its parameter."""
     try:
-        return ChatCompletionRequest.model_validate_json(body)
+        return model.model_validate_json(body)
     except ValidationError as exc:
         first = exc.errors()[0]
         param = ".".join(str(p) for p in first["loc"]) or None
@@ -140,14 +184,13 @@ async def _collect(state: ServerState, plan: Plan) -> Outcome:
 async def chat_completions(request: Request) -> Response:
     """OpenAI chat completions through the conscience pipeline."""
     state = state_of(request)
-    body = parse_request(await read_body(request, state.settings.max_body_bytes))
-    if body.model != state.served_name:
-        raise UnknownModel(
-            f"The model {body.model!r} does not exist. Available: {state.served_name}.",
-            param="model",
-        )
+    body = parse_body(
+        ChatCompletionRequest, await read_body(request, state.settings.max_body_bytes)
+    )
+    choice = adapter_choice(state, body.model)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     plan = state.pipeline.plan(body, completion_id)
+    plan.adapter = choice
     started = time.perf_counter()
     metrics.IN_FLIGHT.inc()
     try:

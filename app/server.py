@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from app import metrics
+from app.admin import admin
 from app.engine import Engine
 from app.errors import ConscienceError, InvalidRequest
 from app.routes import public, v1
@@ -42,6 +43,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app = FastAPI(title="Conscience", version="0.1.0", lifespan=lifespan)
     app.include_router(public)
     app.include_router(v1)
+    app.include_router(admin)
     _install_error_handlers(app)
     return app
 

@@ -81,7 +81,14 @@ class Settings(BaseSettings):
     enforce_eager: bool = Field(True, description="Skip graph capture/compilation.")
     enable_prefix_caching: bool = Field(True, description="vLLM prefix caching.")
     adapter: Path | None = Field(
-        None, description="A peft LoRA adapter dir to draft with (the policy). None: base only."
+        None, description="A fixed peft LoRA adapter dir to draft with. None: base only."
+    )
+    adapters_dir: Path | None = Field(
+        None, description="Adapter registry to follow (hot-swap); the trainer publishes here."
+    )
+    adapter_poll_s: float = Field(2.0, gt=0, description="How often to check the registry.")
+    admin_key: str | None = Field(
+        None, description="Bearer key for /admin/* endpoints. None: admin API disabled."
     )
 
     # Conscience

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.adapter_registry import AdapterRegistry, base_model_identity
+from app.adapters import AdapterManager
 from app.engine import Adapter, Engine, SamplingConfig
 from app.errors import EngineUnavailable
 from app.framework import FrameworkCatalog
@@ -36,34 +38,29 @@ class ServerState:
     policy: PolicySlot
     served_name: str
     owns_engine: bool
+    adapters: AdapterManager | None = None
     _ready_at: float = field(default=0.0, init=False)
 
     @classmethod
     async def open(cls, settings: Settings, engine: Engine | None = None) -> ServerState:
-        """Start (or adopt) the engine, load frameworks and the adapter, start the writer."""
+        """Start (or adopt) the engine, load frameworks and adapters, start the writer."""
         catalog = FrameworkCatalog.load(settings.frameworks_dir)
         catalog.get(settings.framework)  # fail at start, not per request
         owns_engine = engine is None
         if engine is None:
             engine = _start_engine(settings)
         policy = PolicySlot()
-        if settings.adapter is not None:
-            adapter = Adapter(
-                name=f"static-{settings.adapter.name}",
-                version=settings.adapter.name,
-                path=settings.adapter.resolve(),
-                int_id=1,
-            )
-            await engine.load_adapter(adapter)
-            policy.swap(adapter)
+        adapters = await _open_adapters(settings, engine, policy)
         writer = QueueWriter(settings.queue, capacity=settings.queue_buffer)
         writer.start()
         pipeline = ConsciencePipeline(engine, catalog, settings, policy, sink=writer.submit)
         served = settings.served_model_name or engine.model_name
-        return cls(settings, engine, pipeline, writer, policy, served, owns_engine)
+        return cls(settings, engine, pipeline, writer, policy, served, owns_engine, adapters)
 
     async def close(self) -> None:
-        """Drain the pair buffer and stop the engine if this server started it."""
+        """Stop following adapters, drain the pair buffer, stop the engine if owned."""
+        if self.adapters is not None:
+            await self.adapters.stop()
         await asyncio.to_thread(self.writer.close)
         if self.owns_engine:
             self.engine.shutdown()  # type: ignore[attr-defined]
@@ -83,6 +80,38 @@ class ServerState:
         except TimeoutError as exc:
             raise EngineUnavailable("The engine did not answer a 1-token probe in 30 s.") from exc
         self._ready_at = time.monotonic()
+
+
+async def _open_adapters(
+    settings: Settings, engine: Engine, policy: PolicySlot
+) -> AdapterManager | None:
+    """A fixed ``--adapter``, or a manager following ``--adapters-dir``, or nothing."""
+    if settings.adapter is not None and settings.adapters_dir is not None:
+        raise ValueError("Use either --adapter (fixed) or --adapters-dir (follow), not both.")
+    if settings.adapter is not None:
+        adapter = Adapter(
+            name=f"static-{settings.adapter.name}",
+            version=settings.adapter.name,
+            path=settings.adapter.resolve(),
+            int_id=1,
+        )
+        await engine.load_adapter(adapter)
+        policy.swap(adapter)
+        return None
+    if settings.adapters_dir is None:
+        return None
+    if settings.model is None or not Path(settings.model).is_dir():
+        raise ValueError("--adapters-dir needs the served base model's directory (--model).")
+    manager = AdapterManager(
+        engine=engine,
+        policy=policy,
+        registry=AdapterRegistry(settings.adapters_dir),
+        base=base_model_identity(Path(settings.model)),
+        max_rank=settings.max_lora_rank,
+        poll_s=settings.adapter_poll_s,
+    )
+    await manager.start()
+    return manager
 
 
 def _start_engine(settings: Settings) -> Engine:

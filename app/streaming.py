@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterable
 
-from pydantic import BaseModel
-
 from app.engine import TextDelta
 from app.errors import ConscienceError
 from app.pipeline import Outcome
@@ -15,13 +13,17 @@ from app.protocol import ChatCompletionChunk, ChunkChoice, Delta, Usage
 DONE = "data: [DONE]\n\n"
 
 
-def sse(payload: BaseModel | dict) -> str:
+def sse(payload: dict) -> str:
     """One SSE event."""
-    if isinstance(payload, BaseModel):
-        body = payload.model_dump_json(exclude_none=True)
-    else:
-        body = json.dumps(payload)
-    return f"data: {body}\n\n"
+    return f"data: {json.dumps(payload)}\n\n"
+
+
+def chunk_event(chunk: ChatCompletionChunk) -> str:
+    """A chunk as an event: unset optional fields left out, the conscience object complete."""
+    payload = chunk.model_dump(mode="json", exclude_none=True)
+    if chunk.conscience is not None:
+        payload["conscience"] = chunk.conscience.model_dump(mode="json")
+    return sse(payload)
 
 
 class ChunkWriter:
@@ -34,7 +36,7 @@ class ChunkWriter:
 
     def _chunk(self, delta: Delta, finish: str | None = None, **extra) -> str:
         choice = ChunkChoice(delta=delta, finish_reason=finish)
-        return sse(
+        return chunk_event(
             ChatCompletionChunk(id=self.completion_id, model=self.model, choices=[choice], **extra)
         )
 
@@ -53,7 +55,7 @@ class ChunkWriter:
                 completion_tokens=outcome.answer.completion_tokens,
                 total_tokens=outcome.prompt_tokens + outcome.answer.completion_tokens,
             )
-            yield sse(
+            yield chunk_event(
                 ChatCompletionChunk(
                     id=self.completion_id,
                     model=self.model,

@@ -134,6 +134,44 @@ class VllmEngine:
             {entry.decoded_token or "": entry.logprob for entry in first.values()}, choices
         )
 
+    async def score_answer(
+        self,
+        request_id: str,
+        messages: Sequence[dict[str, str]],
+        answer: str,
+        adapter: Adapter | None,
+    ) -> tuple[float, int]:
+        from vllm.sampling_params import SamplingParams
+
+        prompt_ids, answer_ids = self._split_answer(messages, answer)
+        if not answer_ids:
+            return 0.0, 0
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        final = None
+        async for out in self._generate(request_id, prompt_ids + answer_ids, params, adapter):
+            final = out
+        positions = final.prompt_logprobs[len(prompt_ids) :] if final else []
+        total = sum(pos[tok].logprob for pos, tok in zip(positions, answer_ids, strict=True))
+        return total, len(answer_ids)
+
+    def _split_answer(
+        self, messages: Sequence[dict[str, str]], answer: str
+    ) -> tuple[list[int], list[int]]:
+        """Prompt ids and answer ids, the answer as the chat template renders it (as TRL does)."""
+        prompt = self.encode_chat(messages)
+        full = list(
+            self._tokenizer.apply_chat_template(
+                [*messages, {"role": "assistant", "content": answer}],
+                add_generation_prompt=False,
+                tokenize=True,
+                return_dict=False,
+            )
+        )
+        cut = 0
+        while cut < min(len(prompt), len(full)) and prompt[cut] == full[cut]:
+            cut += 1
+        return full[:cut], full[cut:]
+
     async def _generate(self, request_id, prompt_ids, params, adapter):
         from vllm.inputs import TokensPrompt
         from vllm.lora.request import LoRARequest

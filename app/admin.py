@@ -1,0 +1,63 @@
+"""Admin API for adapters, behind its own key: status, pin, follow, rollback."""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import APIRouter, Depends, Request
+
+from app.adapters import AdapterManager, AdapterStatus
+from app.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
+from app.protocol import PinRequest
+from app.routes import parse_body, read_body, state_of
+
+
+def require_admin_key(request: Request) -> None:
+    """401 unless the bearer token is the admin key; 403 when no admin key is configured."""
+    key = state_of(request).settings.admin_key
+    if key is None:
+        raise PermissionDenied("The admin API is disabled (start the server with --admin-key).")
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
+        raise AuthenticationFailed("Missing or invalid admin key (Authorization: Bearer <key>).")
+
+
+admin = APIRouter(prefix="/admin", dependencies=[Depends(require_admin_key)])
+
+
+def manager_of(request: Request) -> AdapterManager:
+    manager = state_of(request).adapters
+    if manager is None:
+        raise InvalidRequest("This server does not follow an adapter registry (--adapters-dir).")
+    return manager
+
+
+@admin.get("/adapters")
+async def adapter_status(request: Request) -> AdapterStatus:
+    """Current and previous versions, what is loaded, history, rejections."""
+    return await manager_of(request).status()
+
+
+@admin.post("/adapters/pin")
+async def pin_adapter(request: Request) -> AdapterStatus:
+    """Serve one version and stop following the manifest."""
+    manager = manager_of(request)
+    body = parse_body(PinRequest, await read_body(request, 4096))
+    await manager.pin(body.version)
+    return await manager.status()
+
+
+@admin.post("/adapters/follow")
+async def follow_manifest(request: Request) -> AdapterStatus:
+    """Resume following the manifest's current version."""
+    manager = manager_of(request)
+    await manager.follow()
+    return await manager.status()
+
+
+@admin.post("/adapters/rollback")
+async def rollback_adapter(request: Request) -> AdapterStatus:
+    """Pin the previous good version."""
+    manager = manager_of(request)
+    await manager.rollback()
+    return await manager.status()
