@@ -29,6 +29,7 @@ from app.protocol import (
     ConscienceReport,
     StageLatency,
     Verdict,
+    as_chat,
 )
 from app.records import Message, PairRecord
 from app.review import LABELS, decide, review_messages, review_prompt_hash, rewrite_messages
@@ -61,10 +62,13 @@ class Outcome:
 
 
 @dataclass
-class _Review:
+class Review:
+    """The judge's decision on one answer."""
+
     verdict: Verdict
     score: float | None = None
     error: str | None = None
+    probabilities: dict[str, float] | None = None
 
 
 class ConsciencePipeline:
@@ -106,10 +110,7 @@ class ConsciencePipeline:
                 param="conscience.return_draft",
                 code="return_draft_not_allowed",
             )
-        messages = [
-            {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-            for m in request.messages
-        ]
+        messages = as_chat(request.messages)
         prompt_ids = self.engine.encode_chat(messages)
         max_tokens = self._max_tokens(len(prompt_ids), request.completion_limit())
         sampling = SamplingConfig(
@@ -154,7 +155,7 @@ class ConsciencePipeline:
         latency.draft = _ms_since(start)
         adapter_version = adapter.version if adapter else None
         if plan.mode is Mode.off:
-            report = self._report(plan, _Review(Verdict.unknown), Action.passed, latency, start)
+            report = self._report(plan, Review(Verdict.unknown), Action.passed, latency, start)
             report.adapter = adapter_version
             yield Outcome(draft, len(plan.prompt_ids), report)
             return
@@ -163,6 +164,20 @@ class ConsciencePipeline:
         if plan.return_draft:
             outcome.report.draft = draft.text
         yield outcome
+
+    async def judge(
+        self,
+        request_id: str,
+        conversation: list[dict[str, str]],
+        answer: str,
+        framework: str | None,
+    ) -> tuple[Framework, Review, float]:
+        """Review a given answer only (no draft, no rewrite): framework, review, milliseconds."""
+        chosen = self.catalog.get(framework or self.settings.framework)
+        plan = Plan(request_id, conversation, [], SamplingConfig(1), Mode.flag, chosen, False)
+        latency = StageLatency()
+        review = await self._review(plan, conversation, answer, latency)
+        return chosen, review, latency.review
 
     async def _conscience(
         self,
@@ -216,7 +231,7 @@ class ConsciencePipeline:
 
     async def _review(
         self, plan: Plan, conversation: list[dict[str, str]], answer: str, latency: StageLatency
-    ) -> _Review:
+    ) -> Review:
         started = time.perf_counter()
         messages = review_messages(
             self.engine,
@@ -231,7 +246,7 @@ class ConsciencePipeline:
             async with asyncio.timeout(self.settings.review_timeout_s):
                 probs = await self.engine.choose(f"{plan.request_id}-review", ids, LABELS)
             verdict, score = decide(probs, self.settings.flag_threshold)
-            result = _Review(verdict, score)
+            result = Review(verdict, score, probabilities=probs)
             metrics.VERDICTS.labels(plan.framework.name, verdict.value).inc()
             metrics.TOKENS.labels("review", "prompt").inc(len(ids))
         except TimeoutError:
@@ -249,7 +264,7 @@ class ConsciencePipeline:
         return result
 
     def _on_review_failure(
-        self, plan: Plan, draft: Generation, review: _Review, latency: StageLatency, start: float
+        self, plan: Plan, draft: Generation, review: Review, latency: StageLatency, start: float
     ) -> Outcome:
         policy = self.settings.failure_policy
         metrics.FAIL_DECISIONS.labels(policy.value).inc()
@@ -282,7 +297,7 @@ class ConsciencePipeline:
         return rewrite
 
     def _report(
-        self, plan: Plan, review: _Review, action: Action, latency: StageLatency, start: float
+        self, plan: Plan, review: Review, action: Action, latency: StageLatency, start: float
     ) -> ConscienceReport:
         latency.total = _ms_since(start)
         metrics.ACTIONS.labels(plan.mode.value, action.value).inc()
@@ -303,7 +318,7 @@ class ConsciencePipeline:
         plan: Plan,
         draft: Generation,
         rewrite: Generation,
-        review: _Review,
+        review: Review,
         adapter_version: str | None,
     ) -> None:
         if self.sink is None:
@@ -323,10 +338,10 @@ class ConsciencePipeline:
         self.sink(record)
 
 
-def _failed(plan: Plan, kind: str, message: str) -> _Review:
+def _failed(plan: Plan, kind: str, message: str) -> Review:
     metrics.REVIEW_FAILURES.labels(kind).inc()
     metrics.VERDICTS.labels(plan.framework.name, Verdict.unknown.value).inc()
-    return _Review(Verdict.unknown, None, f"{kind}: {message}")
+    return Review(Verdict.unknown, None, f"{kind}: {message}")
 
 
 def _ms_since(start: float) -> float:

@@ -37,6 +37,14 @@ class ChatMessage(BaseModel):
         return "".join(part.text for part in self.content)
 
 
+def as_chat(messages: list[ChatMessage]) -> list[dict[str, str]]:
+    """Plain ``{"role", "content"}`` dicts for a chat template (``developer`` → ``system``)."""
+    return [
+        {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+        for m in messages
+    ]
+
+
 class StreamOptions(BaseModel):
     """OpenAI ``stream_options``."""
 
@@ -231,3 +239,25 @@ class PinRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: str = Field(min_length=1, max_length=64)
+
+
+class ReviewRequest(BaseModel):
+    """``POST /v1/conscience/review``: judge a given answer (no generation)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    messages: list[ChatMessage] = Field(min_length=1, max_length=1024)
+    answer: str = Field(max_length=200_000)
+    framework: str | None = Field(None, min_length=1, max_length=128)
+
+
+class ReviewResponse(BaseModel):
+    verdict: Verdict
+    score: float | None
+    probabilities: dict[str, float] | None
+    framework: str
+    framework_version: str
+    framework_hash: str
+    review_layout: str
+    latency_ms: float
+    review_error: str | None = None

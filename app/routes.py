@@ -26,9 +26,12 @@ from app.protocol import (
     ModelCard,
     ModelList,
     ResponseMessage,
+    ReviewRequest,
+    ReviewResponse,
     ScoreRequest,
     ScoreResponse,
     Usage,
+    as_chat,
 )
 from app.settings import Mode
 from app.state import ServerState
@@ -107,13 +110,36 @@ def adapter_choice(state: ServerState, model: str) -> AdapterChoice:
     )
 
 
+@v1.post("/conscience/review")
+async def review_answer(request: Request) -> ReviewResponse:
+    """The conscience's verdict on a given answer, under the frozen base (judge only)."""
+    state = state_of(request)
+    body = parse_body(ReviewRequest, await read_body(request, state.settings.max_body_bytes))
+    messages = as_chat(body.messages)
+    framework, review, elapsed_ms = await until_disconnect(
+        request,
+        state.pipeline.judge(f"review-{uuid.uuid4().hex}", messages, body.answer, body.framework),
+    )
+    return ReviewResponse(
+        verdict=review.verdict,
+        score=review.score,
+        probabilities=review.probabilities,
+        framework=framework.name,
+        framework_version=framework.version,
+        framework_hash=framework.prompt_hash,
+        review_layout=state.settings.review_layout.value,
+        latency_ms=round(elapsed_ms, 3),
+        review_error=review.error,
+    )
+
+
 @v1.post("/conscience/score")
 async def score_answers(request: Request) -> ScoreResponse:
     """Log-probabilities of given answers to a conversation under the chosen policy."""
     state = state_of(request)
     body = parse_body(ScoreRequest, await read_body(request, state.settings.max_body_bytes))
     choice = adapter_choice(state, body.model)
-    messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+    messages = as_chat(body.messages)
     async with state.policy.use(choice) as adapter:
         scores = []
         for i, answer in enumerate(body.answers):

@@ -132,7 +132,7 @@ def test_flag_mode_annotates_without_changing_the_answer(flagging_server):
 
 def test_models_lists_the_served_model(client):
     models = client.models.list()
-    assert [m.id for m in models.data] == [TINY_NAME]
+    assert [m.id for m in models.data] == [TINY_NAME, f"{TINY_NAME}@base"]
 
 
 def test_health_and_ready(server):
@@ -160,3 +160,16 @@ def test_both_review_layouts_work_on_the_engine(serve, layout):
         model=TINY_NAME, messages=HELLO, max_tokens=4
     ).model_extra["conscience"]
     assert report["verdict"] in {"ethical", "neutral", "unethical"}
+
+
+def test_review_endpoint_judges_a_given_answer(server):
+    body = {"messages": HELLO, "answer": "Mix flour, water and yeast.", "framework": "wwjd"}
+    response = httpx.post(f"{server.base_url}/v1/conscience/review", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    review = response.json()
+    assert review["verdict"] in {"ethical", "neutral", "unethical"}
+    assert sum(review["probabilities"].values()) == pytest.approx(1.0)
+    assert review["score"] == pytest.approx(review["probabilities"]["unethical"])
+    assert review["framework"] == "wwjd" and review["review_layout"] == "framework_first"
+    bad = httpx.post(f"{server.base_url}/v1/conscience/review", json={"messages": HELLO})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "answer"
