@@ -38,3 +38,6 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+loop: $(STAMP)
+	$(VENV)/bin/conscience loop $(ARGS)

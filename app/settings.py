@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     gpu_memory_utilization: float = Field(
         0.9, gt=0, le=1, description="vLLM GPU memory fraction (GPU builds)."
     )
+    kv_cache_gib: float | None = Field(
+        None,
+        gt=0,
+        description="KV cache size in GiB. Default: vLLM sizes it from --gpu-memory-utilization "
+        "on GPUs; on CPU builds VLLM_CPU_KVCACHE_SPACE if set, else 2 GiB.",
+    )
     dtype: str = Field("auto", description="vLLM dtype (auto, float32, bfloat16, float16).")
     max_lora_rank: int = Field(16, ge=1, description="Largest LoRA rank the engine accepts.")
     max_loras: int = Field(2, ge=1, description="LoRA adapters resident at once.")

@@ -16,13 +16,22 @@ from app.errors import ContextLengthExceeded, EngineUnavailable, ReviewOutputInv
 from app.settings import Settings
 
 CHOICE_LOGPROBS = 64
+CPU_DEFAULT_KV_GIB = 2.0
 
 
 def engine_args(settings: Settings, model_dir: Path, served_name: str):
     """vLLM engine arguments from the server settings (operator pass-throughs included)."""
     from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.platforms import current_platform
 
+    kv_gib = settings.kv_cache_gib
+    if kv_gib is None and current_platform.is_cpu():
+        # A fixed KV cache skips the CPU backend's "reserve 90% of RAM" startup check, which
+        # fails on any machine where other processes hold memory. VLLM_CPU_KVCACHE_SPACE,
+        # when set, still wins (vLLM applies it after these arguments).
+        kv_gib = CPU_DEFAULT_KV_GIB
     return AsyncEngineArgs(
+        kv_cache_memory_bytes=int(kv_gib * 2**30) if kv_gib else None,
         model=str(model_dir),
         served_model_name=[served_name],
         tensor_parallel_size=settings.tensor_parallel_size,

