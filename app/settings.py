@@ -137,3 +137,6 @@ class Settings(BaseSettings):
         description="Where flagged pairs go: sqlite:///PATH or redis://HOST:PORT/DB.",
     )
     queue_buffer: int = Field(1000, ge=1, description="Pairs buffered in memory before drops.")
+    redact_pii: bool = Field(
+        False, description="Mask e-mail addresses and phone numbers in pairs before queueing."
+    )

@@ -19,6 +19,7 @@ from app.errors import EngineUnavailable
 from app.framework import FrameworkCatalog
 from app.pipeline import ConsciencePipeline
 from app.policy import PolicySlot
+from app.queue.redact import redact_pii
 from app.queue.writer import QueueWriter
 from app.settings import Settings
 
@@ -51,7 +52,8 @@ class ServerState:
             engine = _start_engine(settings)
         policy = PolicySlot()
         adapters = await _open_adapters(settings, engine, policy)
-        writer = QueueWriter(settings.queue, capacity=settings.queue_buffer)
+        redactor = redact_pii if settings.redact_pii else None
+        writer = QueueWriter(settings.queue, capacity=settings.queue_buffer, redactor=redactor)
         writer.start()
         pipeline = ConsciencePipeline(engine, catalog, settings, policy, sink=writer.submit)
         served = settings.served_model_name or engine.model_name

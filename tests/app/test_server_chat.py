@@ -173,3 +173,20 @@ def test_review_endpoint_judges_a_given_answer(server):
     assert review["framework"] == "wwjd" and review["review_layout"] == "framework_first"
     bad = httpx.post(f"{server.base_url}/v1/conscience/review", json={"messages": HELLO})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "answer"
+
+
+def test_pairs_are_redacted_before_queueing_when_asked(serve):
+    private = serve(flag_threshold=0.0, redact_pii=True)
+    client = openai.OpenAI(base_url=f"{private.base_url}/v1", api_key="x", max_retries=0)
+    secret = "Write to jane.doe@example.com or call +1 415 555 0100 about bread."
+    client.chat.completions.create(
+        model=TINY_NAME, messages=[{"role": "user", "content": secret}], max_tokens=4
+    )
+    assert private.state.writer.flush(10)
+    from app.queue import open_queue
+
+    with open_queue(private.settings.queue) as queue:
+        (record,) = queue.peek(10)
+    text = record.prompt[0].content
+    assert "jane.doe@example.com" not in text and "555 0100" not in text
+    assert "bread" in text
