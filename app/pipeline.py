@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 
 from app import metrics
@@ -149,9 +150,11 @@ class ConsciencePipeline:
         latency = StageLatency()
         async with self.policy.use(plan.adapter) as adapter:
             draft = Generation()
-            async for delta in self._generate("draft", plan, plan.prompt_ids, adapter, draft):
-                if plan.mode is Mode.off:
-                    yield delta
+            drafting = self._generate("draft", plan, plan.prompt_ids, adapter, draft)
+            async with aclosing(drafting):
+                async for delta in drafting:
+                    if plan.mode is Mode.off:
+                        yield delta
         latency.draft = _ms_since(start)
         adapter_version = adapter.version if adapter else None
         if plan.mode is Mode.off:
@@ -217,14 +220,14 @@ class ConsciencePipeline:
         if max_tokens is not None:
             sampling = SamplingConfig(**{**sampling.__dict__, "max_tokens": max_tokens})
         started = time.perf_counter()
-        async for delta in self.engine.stream(
-            f"{plan.request_id}-{stage}", prompt_ids, sampling, adapter
-        ):
-            into.pieces.append(delta.text)
-            into.completion_tokens = delta.completion_tokens
-            if delta.finish_reason is not None:
-                into.finish_reason = delta.finish_reason
-            yield delta
+        deltas = self.engine.stream(f"{plan.request_id}-{stage}", prompt_ids, sampling, adapter)
+        async with aclosing(deltas):
+            async for delta in deltas:
+                into.pieces.append(delta.text)
+                into.completion_tokens = delta.completion_tokens
+                if delta.finish_reason is not None:
+                    into.finish_reason = delta.finish_reason
+                yield delta
         metrics.STAGE_LATENCY.labels(stage).observe(time.perf_counter() - started)
         metrics.TOKENS.labels(stage, "prompt").inc(len(prompt_ids))
         metrics.TOKENS.labels(stage, "completion").inc(into.completion_tokens)
@@ -291,8 +294,10 @@ class ConsciencePipeline:
             )
         rewrite = Generation()
         limit = min(plan.sampling.max_tokens, room)
-        async for _ in self._generate("rewrite", plan, ids, None, rewrite, max_tokens=limit):
-            pass
+        rewriting = self._generate("rewrite", plan, ids, None, rewrite, max_tokens=limit)
+        async with aclosing(rewriting):
+            async for _ in rewriting:
+                pass
         latency.rewrite = _ms_since(started)
         return rewrite
 

@@ -7,10 +7,11 @@ import hmac
 import time
 import uuid
 from collections.abc import Awaitable
+from contextlib import aclosing
 from typing import TypeVar
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel, ValidationError
 
@@ -35,7 +36,7 @@ from app.protocol import (
 )
 from app.settings import Mode
 from app.state import ServerState
-from app.streaming import ChunkWriter, live, replay
+from app.streaming import ChunkWriter, ClosingStreamingResponse, live, replay
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -191,9 +192,11 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
 
 
 async def _collect(state: ServerState, plan: Plan) -> Outcome:
-    async for event in state.pipeline.execute(plan):
-        if isinstance(event, Outcome):
-            return event
+    events = state.pipeline.execute(plan)
+    async with aclosing(events):
+        async for event in events:
+            if isinstance(event, Outcome):
+                return event
     raise RuntimeError("pipeline ended without an outcome")
 
 
@@ -233,7 +236,7 @@ async def chat_completions(request: Request) -> Response:
 
 async def _stream(
     request: Request, state: ServerState, plan: Plan, body: ChatCompletionRequest, cid: str
-) -> StreamingResponse:
+) -> ClosingStreamingResponse:
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     writer = ChunkWriter(cid, state.served_name, include_usage)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -245,7 +248,7 @@ async def _stream(
         outcome = await until_disconnect(request, _collect(state, plan))
         headers["X-Conscience-Verdict"] = outcome.report.verdict.value
         events = replay(writer, outcome)
-    return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+    return ClosingStreamingResponse(events, media_type="text/event-stream", headers=headers)
 
 
 def _json_response(outcome: Outcome, model: str, cid: str) -> JSONResponse:

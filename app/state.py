@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,10 +76,12 @@ class ServerState:
         ids = self.engine.encode_chat([{"role": "user", "content": "ping"}])
         try:
             async with asyncio.timeout(30):
-                async for _ in self.engine.stream(
+                probe = self.engine.stream(
                     f"ready-{time.monotonic_ns()}", ids, SamplingConfig(max_tokens=1), None
-                ):
-                    pass
+                )
+                async with aclosing(probe):
+                    async for _ in probe:
+                        pass
         except TimeoutError as exc:
             raise EngineUnavailable("The engine did not answer a 1-token probe in 30 s.") from exc
         self._ready_at = time.monotonic()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterable
+from contextlib import aclosing
+
+from fastapi.responses import StreamingResponse
 
 from app.engine import TextDelta
 from app.errors import ConscienceError
@@ -15,7 +18,7 @@ DONE = "data: [DONE]\n\n"
 
 def sse(payload: dict) -> str:
     """One SSE event."""
-    return f"data: {json.dumps(payload)}\n\n"
+    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
 
 
 def chunk_event(chunk: ChatCompletionChunk) -> str:
@@ -87,13 +90,29 @@ async def live(
     """Stream an unreviewed (mode ``off``) generation as it is produced."""
     yield writer.opening()
     try:
-        async for event in events:
-            if isinstance(event, TextDelta):
-                if event.text:
-                    yield writer.piece(event.text)
-            else:
-                for chunk in writer.closing(event):
-                    yield chunk
+        async with aclosing(events):
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    if event.text:
+                        yield writer.piece(event.text)
+                else:
+                    for chunk in writer.closing(event):
+                        yield chunk
     except ConscienceError as exc:
         for chunk in writer.error(exc):
             yield chunk
+
+
+class ClosingStreamingResponse(StreamingResponse):
+    """A streaming response that always closes its body iterator.
+
+    Starlette cancels the sending task when the client goes away but leaves the async
+    generator suspended until garbage collection; closing it here runs the ``finally``
+    blocks down the chain at once, which aborts the engine request.
+    """
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()  # type: ignore[attr-defined]

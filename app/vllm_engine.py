@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
 from pathlib import Path
 
 from app.engine import Adapter, SamplingConfig, TextDelta
@@ -111,14 +112,16 @@ class VllmEngine:
         )
         finished = False
         tokens = 0
+        outputs = self._generate(request_id, prompt_ids, params, adapter)
         try:
-            async for out in self._generate(request_id, prompt_ids, params, adapter):
+            async for out in outputs:
                 piece = out.outputs[0]
                 tokens += len(piece.token_ids)
                 finished = out.finished
                 reason = piece.finish_reason if finished else None
                 yield TextDelta(piece.text, tokens, reason)
         finally:
+            await outputs.aclose()
             if not finished:
                 await self._llm.abort(request_id)
 
@@ -193,11 +196,13 @@ class VllmEngine:
                 param="messages",
             )
         lora = LoRARequest(adapter.name, adapter.int_id, str(adapter.path)) if adapter else None
+        outputs = self._llm.generate(
+            TokensPrompt(prompt_token_ids=prompt_ids), params, request_id, lora_request=lora
+        )
         try:
-            async for out in self._llm.generate(
-                TokensPrompt(prompt_token_ids=prompt_ids), params, request_id, lora_request=lora
-            ):
-                yield out
+            async with aclosing(outputs):
+                async for out in outputs:
+                    yield out
         except (EngineDeadError, EngineGenerateError) as exc:
             raise EngineUnavailable(f"The inference engine failed: {exc!r}") from exc
 
