@@ -1,4 +1,4 @@
-"""The ``conscience`` command: ``serve``, ``demo-model``, ``queue ...``, ``train``.
+"""The ``conscience`` command: serve, demo-model, queue, train, loop, eval, bench.
 
 ``serve`` has one option per ``Settings`` field, generated from the settings class so the
 two never drift apart; an option left out falls back to ``CONSCIENCE_*`` env, then defaults.
@@ -6,21 +6,17 @@ two never drift apart; an option left out falls back to ``CONSCIENCE_*`` env, th
 
 from __future__ import annotations
 
-import enum
+import inspect
 import sys
-import types
-import typing
 from pathlib import Path
+from typing import Any
 
-import click
 import typer
 from rich.console import Console
 
-tools = typer.Typer(add_completion=False)
 console = Console(stderr=True)
 
 
-@tools.command("demo-model")
 def demo_model(
     out_dir: Path = typer.Argument(..., help="Directory to write the tiny model to."),
 ) -> None:
@@ -28,43 +24,6 @@ def demo_model(
     from app.demo_model import write_demo_model
 
     console.print(f"Wrote {write_demo_model(out_dir)}")
-
-
-def _click_type(annotation: object) -> tuple[object, bool]:
-    """(click type, multiple) for a settings annotation."""
-    origin = typing.get_origin(annotation)
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if origin in (typing.Union, types.UnionType):
-        return _click_type(args[0])
-    if origin is list:
-        inner, _ = _click_type(args[0])
-        return inner, True
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        return click.Choice([m.value for m in annotation]), False
-    return {int: click.INT, float: click.FLOAT, Path: click.Path(path_type=Path)}.get(
-        annotation,
-        click.STRING,  # type: ignore[arg-type]
-    ), False
-
-
-def _settings_options() -> list[click.Option]:
-    from app.settings import Settings
-
-    options = []
-    for name, field in Settings.model_fields.items():
-        default = field.get_default(call_default_factory=True)
-        common = {
-            "default": None,
-            "help": f"{field.description or ''} [env: CONSCIENCE_{name.upper()}]",
-            "show_default": _shown(default),
-        }
-        flag = name.replace("_", "-")
-        if field.annotation is bool:
-            options.append(click.Option([f"--{flag}/--no-{flag}", name], **common))
-            continue
-        kind, multiple = _click_type(field.annotation)
-        options.append(click.Option([f"--{flag}", name], type=kind, multiple=multiple, **common))
-    return options
 
 
 def _shown(default: object) -> str:
@@ -75,7 +34,31 @@ def _shown(default: object) -> str:
     return str(getattr(default, "value", default))
 
 
-def _serve(**given: object) -> None:
+def _serve_parameters() -> list[inspect.Parameter]:
+    from app.settings import Settings
+
+    params = []
+    for name, field in Settings.model_fields.items():
+        flag = name.replace("_", "-")
+        decls = [f"--{flag}/--no-{flag}"] if field.annotation is bool else [f"--{flag}"]
+        option = typer.Option(
+            None,
+            *decls,
+            help=f"{field.description or ''} (env: CONSCIENCE_{name.upper()})",
+            show_default=_shown(field.get_default(call_default_factory=True)),
+        )
+        annotation = (
+            field.annotation if "None" in str(field.annotation) else field.annotation | None
+        )
+        params.append(
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation
+            )
+        )
+    return params
+
+
+def serve(**given: Any) -> None:
     """Serve the OpenAI-compatible API with the conscience in front of an in-process vLLM."""
     import logging
 
@@ -85,7 +68,7 @@ def _serve(**given: object) -> None:
     from app.server import create_app
     from app.settings import Settings
 
-    overrides = {k: v for k, v in given.items() if v is not None and v != ()}
+    overrides = {k: v for k, v in given.items() if v is not None and v != []}
     settings = Settings(**overrides)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:
@@ -102,22 +85,30 @@ def _serve(**given: object) -> None:
     )
 
 
-def build_cli() -> click.Group:
-    """The ``conscience`` command group: serve, demo-model, queue, train."""
+serve.__signature__ = inspect.Signature(_serve_parameters())  # type: ignore[attr-defined]
+
+
+def build_cli() -> typer.Typer:
+    """The ``conscience`` command with every subcommand mounted."""
     from app.queue.cli import queue_app
+    from conscience.bench.cli import bench_app
+    from conscience.eval.cli import eval_app
     from conscience.loop import loop_app
     from trainer.cli import train_app
 
-    root = click.Group(
-        "conscience", help="Conscience: inference-time conscience middleware for LLMs."
+    root = typer.Typer(
+        help="Conscience: inference-time conscience middleware for LLMs.",
+        add_completion=False,
+        no_args_is_help=True,
+        rich_markup_mode=None,
     )
-    root.add_command(
-        click.Command("serve", callback=_serve, params=_settings_options(), help=_serve.__doc__)
-    )
-    root.add_command(typer.main.get_command(tools), "demo-model")
-    root.add_command(typer.main.get_command(queue_app), "queue")
-    root.add_command(typer.main.get_command(train_app), "train")
-    root.add_command(typer.main.get_command(loop_app), "loop")
+    root.command("serve")(serve)
+    root.command("demo-model")(demo_model)
+    root.add_typer(queue_app, name="queue")
+    root.add_typer(train_app, name="train")
+    root.add_typer(loop_app, name="loop")
+    root.add_typer(eval_app, name="eval")
+    root.add_typer(bench_app, name="bench")
     return root
 
 
