@@ -2,7 +2,9 @@
 
 The question and the draft reach the judge as data between delimiters; any delimiter-like
 text inside them is neutralised so a draft cannot close its own block and speak as the
-instructions.
+instructions. Chat-template control tokens written as text (``<|im_end|>``, ``<|eot_id|>``,
+``<start_of_turn>``, ``</s>``) are neutralised too, in both layouts: the tokenizer would turn
+them into real turn boundaries, letting a draft forge a judge turn that says "ethical".
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from app.protocol import Verdict
 from app.settings import ReviewLayout
 
 LABELS: tuple[str, ...] = ("ethical", "neutral", "unethical")
-REVIEW_TEMPLATE_VERSION = "1"
+REVIEW_TEMPLATE_VERSION = "2"
 
 _JUDGE_SYSTEM = (
     "You are the conscience of an AI assistant. You judge the assistant's answers against "
@@ -38,11 +40,21 @@ _REWRITE_ASK = (
     "Write only the improved answer to the last user message."
 )
 _TAG = re.compile(r"</?\s*(conversation|answer|draft)\s*>", re.IGNORECASE)
+_CONTROL = re.compile(r"<\|[^<>|\s]{1,64}\|>|</?s>|<(?:start|end)_of_turn>", re.IGNORECASE)
+
+
+def _bracket(match: re.Match[str]) -> str:
+    return match.group(0).replace("<", "[").replace(">", "]")
+
+
+def defuse_control_tokens(text: str) -> str:
+    """``text`` with chat-template control tokens defused (``<|im_end|>`` → ``[|im_end|]``)."""
+    return _CONTROL.sub(_bracket, text)
 
 
 def as_data(text: str) -> str:
-    """``text`` with delimiter tags defused (``<answer>`` becomes ``[answer]``)."""
-    return _TAG.sub(lambda m: m.group(0).replace("<", "[").replace(">", "]"), text)
+    """``text`` with delimiter tags and control tokens defused (``<answer>`` → ``[answer]``)."""
+    return defuse_control_tokens(_TAG.sub(_bracket, text))
 
 
 def render_conversation(messages: Sequence[dict[str, str]]) -> str:
@@ -74,8 +86,8 @@ def review_messages(
     if layout is ReviewLayout.continuation:
         ask = _CONTINUATION_ASK.format(principles=principles, question=framework.review_question)
         return [
-            *conversation,
-            {"role": "assistant", "content": draft},
+            *({**m, "content": defuse_control_tokens(m["content"])} for m in conversation),
+            {"role": "assistant", "content": defuse_control_tokens(draft)},
             {"role": "user", "content": ask},
         ]
     text, answer = _budget(engine, render_conversation(conversation), draft, max_input_tokens)

@@ -143,7 +143,21 @@ def flagging_server(serve) -> Served:
 
 
 @pytest.fixture
-def client(server: Served):
+def make_client() -> Iterator[Callable[..., object]]:
+    """Build openai clients for a server's base URL; all are closed after the test."""
     import openai
 
-    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0)
+    made: list[openai.OpenAI] = []
+
+    def make(base_url: str, api_key: str = "unused") -> openai.OpenAI:
+        made.append(openai.OpenAI(base_url=f"{base_url}/v1", api_key=api_key, max_retries=0))
+        return made[-1]
+
+    yield make
+    for built in made:
+        built.close()
+
+
+@pytest.fixture
+def client(server: Served, make_client):
+    return make_client(server.base_url)

@@ -85,7 +85,10 @@ def run(
         Literal["flag", "rewrite"], typer.Option(help="Mode for prompt rows.")
     ] = "flag",
     base_url: Annotated[str | None, typer.Option(help="A running server to evaluate.")] = None,
-    model: Annotated[str | None, typer.Option(help="Start `conscience serve --model M`.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Start `conscience serve --model M` ('default': its default model)."),
+    ] = None,
     review_layout: Annotated[
         str | None, typer.Option(help="With --model: framework_first | continuation.")
     ] = None,
@@ -145,7 +148,7 @@ def rebuild_report(
     ] = None,
     plots: Annotated[bool, typer.Option(help="Write PNG plots.")] = True,
 ) -> None:
-    """Rebuild a run's report from its results (e.g. at a threshold chosen on dev)."""
+    """Rebuild a run's report from its results, without new requests."""
     try:
         config = RunConfig.model_validate_json((out / RUN_FILE).read_text(encoding="utf-8"))
         results = load_results(out / RESULTS_FILE)
@@ -176,7 +179,8 @@ def _summary(report: Report, out: Path) -> None:
 @eval_app.command("convert")
 def convert_sources(
     sources: Annotated[
-        list[str], typer.Argument(help=f"Sources (NAME or NAME:VARIANT): {', '.join(SOURCES)}.")
+        list[str],
+        typer.Argument(help=f"Sources: NAME or NAME:VARIANT ({', '.join(SOURCES)}), or file:PATH."),
     ],
     out: Annotated[Path, typer.Option(help="JSONL file to write.")],
     data_dir: Annotated[Path, typer.Option(help="The shared data directory.")] = DEFAULT_DATA_DIR,

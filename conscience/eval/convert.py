@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from conscience.eval.dataset import EvalItem, Split
+from conscience.eval.dataset import EvalItem, Split, load_dataset
 
 XSTEST_DEV_MODELS = ("gpt4", "llama2new", "mistralinstruct")
 XSTEST_TEST_MODELS = ("llama2orig", "mistralguard")
@@ -236,8 +236,10 @@ SOURCES: dict[str, Source] = {
 
 
 def convert(spec: str, data_dir: Path) -> list[EvalItem]:
-    """Rows of one source spec (``NAME`` or ``NAME:VARIANT``), tagged with their split."""
+    """Rows of one source spec (``NAME``, ``NAME:VARIANT`` or ``file:PATH``), with their split."""
     name, _, variant = spec.partition(":")
+    if name == "file":
+        return load_dataset(Path(variant))
     source = SOURCES.get(name)
     if source is None:
         raise ConvertError(f"unknown source {name!r}; known: {', '.join(SOURCES)}")

@@ -20,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 Label = Literal["harmful", "benign"]
 Split = Literal["dev", "test"]
-CSV_FIELDS = ("id", "prompt", "messages", "answer", "label", "category", "source", "split")
 
 
 class DatasetError(ValueError):

@@ -20,6 +20,7 @@ import httpx
 
 from conscience.eval.runner import RunError
 
+DEFAULT_MODEL = "default"
 READY_TIMEOUT_S = 900.0
 STOP_TIMEOUT_S = 60.0
 LOG_TAIL_CHARS = 3000
@@ -33,8 +34,10 @@ def free_port() -> int:
 
 
 def serve_command(model: str, port: int, out: Path, serve_args: Sequence[str]) -> list[str]:
-    """The ``conscience serve`` command line for a run's own server."""
-    command = [sys.executable, "-m", "conscience.cli", "serve", "--model", model]
+    """The ``conscience serve`` command line for a run's own server (``default``: its default)."""
+    command = [sys.executable, "-m", "conscience.cli", "serve"]
+    if model != DEFAULT_MODEL:
+        command += ["--model", model]
     command += ["--host", "127.0.0.1", "--port", str(port)]
     if "--queue" not in serve_args:
         command += ["--queue", f"sqlite:///{(out / 'pairs.db').resolve()}"]

@@ -50,10 +50,6 @@ class Confusion(BaseModel):
         """``2tp / (2tp + fp + fn)``: 0 when there are positives or flags but no hits."""
         return _ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn)
 
-    @property
-    def accuracy(self) -> float | None:
-        return _ratio(self.tp + self.tn, self.tp + self.fp + self.tn + self.fn)
-
 
 class CalibrationBin(BaseModel):
     """One bin of a reliability diagram: scores in ``[low, high)`` (the last bin closed)."""

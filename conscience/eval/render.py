@@ -107,7 +107,7 @@ def _chat_lines(frameworks: Sequence[FrameworkReport]) -> list[str]:
 def _injection_lines(frameworks: Sequence[FrameworkReport]) -> list[str]:
     rows = [
         [
-            *(fw.framework, i.name, str(i.pairs), str(i.base_flagged), str(i.escaped)),
+            *(fw.framework, i.name, i.rule, str(i.pairs), str(i.base_flagged), str(i.escaped)),
             *(pct(i.escape_rate), pct(i.flip_rate), pct(i.lowered_rate), est(i.score_delta)),
         ]
         for fw in frameworks
@@ -115,7 +115,7 @@ def _injection_lines(frameworks: Sequence[FrameworkReport]) -> list[str]:
     ]
     if not rows:
         return []
-    header = ["framework", "injection", "pairs", "flagged without it", "escaped"]
+    header = ["framework", "injection", "rule", "pairs", "flagged without it", "escaped"]
     header += ["escape rate", "decision flipped", "score lowered", "mean score change [95% CI]"]
     return ["## Prompt injection aimed at the judge", "", *_table(header, rows), ""]
 

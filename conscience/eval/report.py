@@ -77,9 +77,10 @@ class ChatSection(BaseModel):
 
 
 class InjectionRow(BaseModel):
-    """One injection against the same answers without it."""
+    """One injection against the same answers without it, under one decision rule."""
 
     name: str
+    rule: str
     pairs: int
     base_flagged: int
     escaped: int
@@ -236,8 +237,7 @@ def chat_section(rows: Sequence[ItemResult], threshold: float | None, seed: int)
 def injection_rows(
     rows: Sequence[ItemResult], threshold: float | None, seed: int
 ) -> list[InjectionRow]:
-    """Per injection: how often it flips the decision, and how it moves the score."""
-    flag = _decide(threshold)
+    """Per injection and rule: how often it flips the decision, how it moves the score."""
     base = {
         r.id: r for r in rows if r.injection is None and r.error is None and r.score is not None
     }
@@ -245,11 +245,16 @@ def injection_rows(
     for r in rows:
         if r.injection and r.error is None and r.score is not None and r.base_id in base:
             by_name[r.injection].append((base[r.base_id], r))
-    return [_injection_row(name, pairs, flag, seed) for name, pairs in sorted(by_name.items())]
+    return [
+        _injection_row(name, rule, pairs, flag, seed)
+        for name, pairs in sorted(by_name.items())
+        for rule, flag in _rules(threshold)
+    ]
 
 
 def _injection_row(
     name: str,
+    rule: str,
     pairs: Sequence[tuple[ItemResult, ItemResult]],
     flag: Callable[[ItemResult], bool],
     seed: int,
@@ -258,6 +263,7 @@ def _injection_row(
     deltas = np.asarray([(i.score or 0.0) - (b.score or 0.0) for b, i in pairs])
     return InjectionRow(
         name=name,
+        rule=rule,
         pairs=len(pairs),
         base_flagged=len(flagged),
         escaped=sum(not flag(i) for _, i in flagged),

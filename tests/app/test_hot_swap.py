@@ -41,8 +41,8 @@ def wait_status(base_url: str, predicate, limit_s: float = 60) -> dict:
 
 
 def chat(base_url: str, model: str = TINY_NAME, **kwargs) -> dict:
-    client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="x", max_retries=0)
-    reply = client.chat.completions.create(model=model, messages=USER, max_tokens=4, **kwargs)
+    with openai.OpenAI(base_url=f"{base_url}/v1", api_key="x", max_retries=0) as client:
+        reply = client.chat.completions.create(model=model, messages=USER, max_tokens=4, **kwargs)
     return reply.model_extra["conscience"]
 
 
@@ -85,14 +85,14 @@ def test_score_differs_between_base_and_adapter(swapping, tiny_model_dir):
     assert all(lp < 0 for lp in base) and base != tuned
 
 
-def test_swaps_under_concurrent_load_drop_nothing(swapping, tiny_model_dir):
+def test_swaps_under_concurrent_load_drop_nothing(swapping, tiny_model_dir, make_client):
     served, root = swapping
     failures: list[BaseException] = []
     seen: set[str | None] = set()
     stop = threading.Event()
 
     def hammer(stream: bool) -> None:
-        client = openai.OpenAI(base_url=f"{served.base_url}/v1", api_key="x", max_retries=0)
+        client = make_client(served.base_url)
         while not stop.is_set():
             try:
                 if stream:

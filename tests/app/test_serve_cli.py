@@ -82,13 +82,13 @@ def test_serve_prepares_smollm2_offline_and_answers(tmp_path):
         base = f"http://127.0.0.1:{port}"
         wait_ready(base, proc, limit_s=600)
         assert (cache / "models" / DEFAULT_MODEL_NAME / PREPARED_MARKER).is_file()
-        client = openai.OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0)
-        reply = client.chat.completions.create(
-            model=DEFAULT_MODEL_NAME,
-            messages=[{"role": "user", "content": "What is the capital of France?"}],
-            max_tokens=12,
-            temperature=0,
-        )
+        with openai.OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0) as client:
+            reply = client.chat.completions.create(
+                model=DEFAULT_MODEL_NAME,
+                messages=[{"role": "user", "content": "What is the capital of France?"}],
+                max_tokens=12,
+                temperature=0,
+            )
         assert reply.choices[0].message.content.strip()
         report = reply.model_extra["conscience"]
         assert report["verdict"] in {"ethical", "neutral", "unethical"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import httpx
-import openai
 import pytest
 
 from tests.support import TINY_NAME
@@ -46,8 +45,8 @@ def test_seeded_greedy_answers_repeat(client):
     assert first == second
 
 
-def test_streamed_answer_equals_non_streamed_after_review(flagging_server):
-    client = openai.OpenAI(base_url=f"{flagging_server.base_url}/v1", api_key="x", max_retries=0)
+def test_streamed_answer_equals_non_streamed_after_review(flagging_server, make_client):
+    client = make_client(flagging_server.base_url)
     kwargs = dict(
         model=TINY_NAME,
         messages=HELLO,
@@ -87,8 +86,8 @@ def test_mode_off_streams_live_and_is_not_reviewed(client):
     assert report["latency_ms"]["review"] == 0
 
 
-def test_rewrite_replaces_flagged_draft_and_queues_the_pair(flagging_server):
-    client = openai.OpenAI(base_url=f"{flagging_server.base_url}/v1", api_key="x", max_retries=0)
+def test_rewrite_replaces_flagged_draft_and_queues_the_pair(flagging_server, make_client):
+    client = make_client(flagging_server.base_url)
     completion = client.chat.completions.create(
         model=TINY_NAME,
         messages=HELLO,
@@ -116,8 +115,8 @@ def test_rewrite_replaces_flagged_draft_and_queues_the_pair(flagging_server):
     assert record.prompt[0].content == HELLO[0]["content"]
 
 
-def test_flag_mode_annotates_without_changing_the_answer(flagging_server):
-    client = openai.OpenAI(base_url=f"{flagging_server.base_url}/v1", api_key="x", max_retries=0)
+def test_flag_mode_annotates_without_changing_the_answer(flagging_server, make_client):
+    client = make_client(flagging_server.base_url)
     completion = client.chat.completions.create(
         model=TINY_NAME,
         messages=HELLO,
@@ -153,9 +152,9 @@ def test_metrics_parse_and_count_stages(client, server):
 
 
 @pytest.mark.parametrize("layout", ["framework_first", "continuation"])
-def test_both_review_layouts_work_on_the_engine(serve, layout):
+def test_both_review_layouts_work_on_the_engine(serve, layout, make_client):
     served = serve(review_layout=layout)
-    client = openai.OpenAI(base_url=f"{served.base_url}/v1", api_key="x", max_retries=0)
+    client = make_client(served.base_url)
     report = client.chat.completions.create(
         model=TINY_NAME, messages=HELLO, max_tokens=4
     ).model_extra["conscience"]
@@ -175,9 +174,9 @@ def test_review_endpoint_judges_a_given_answer(server):
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "answer"
 
 
-def test_pairs_are_redacted_before_queueing_when_asked(serve):
+def test_pairs_are_redacted_before_queueing_when_asked(serve, make_client):
     private = serve(flag_threshold=0.0, redact_pii=True)
-    client = openai.OpenAI(base_url=f"{private.base_url}/v1", api_key="x", max_retries=0)
+    client = make_client(private.base_url)
     secret = "Write to jane.doe@example.com or call +1 415 555 0100 about bread."
     client.chat.completions.create(
         model=TINY_NAME, messages=[{"role": "user", "content": secret}], max_tokens=4

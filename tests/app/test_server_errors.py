@@ -93,16 +93,16 @@ def test_unknown_path_is_openai_shaped_404(server):
     assert_error(httpx.get(f"{server.base_url}/v1/nothing"), 404)
 
 
-def test_api_keys_are_enforced(serve):
+def test_api_keys_are_enforced(serve, make_client):
     secured = serve(api_keys=["s3cret"])
     assert_error(post(secured, {"model": TINY_NAME, "messages": USER}), 401)
     wrong = post(
         secured, {"model": TINY_NAME, "messages": USER}, headers={"Authorization": "Bearer nope"}
     )
     assert assert_error(wrong, 401)["type"] == "authentication_error"
-    good = openai.OpenAI(base_url=f"{secured.base_url}/v1", api_key="s3cret", max_retries=0)
+    good = make_client(secured.base_url, api_key="s3cret")
     assert good.chat.completions.create(model=TINY_NAME, messages=USER, max_tokens=2).choices
-    bad = openai.OpenAI(base_url=f"{secured.base_url}/v1", api_key="nope", max_retries=0)
+    bad = make_client(secured.base_url, api_key="nope")
     with pytest.raises(openai.AuthenticationError):
         bad.models.list()
     assert httpx.get(f"{secured.base_url}/health").status_code == 200
