@@ -48,7 +48,6 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
-@bench_app.command()
 def bench(
     model: Annotated[
         str | None, typer.Option(help="Model dir. Default: SmolLM2-135M-Instruct, prepared.")
@@ -115,6 +114,9 @@ def bench(
     _run(result, engine, traffic, out)
 
 
+bench_app.callback(invoke_without_command=True)(bench)  # mounts as ``conscience bench ...``
+
+
 def _check_layouts(layouts: list[str]) -> None:
     from app.settings import ReviewLayout
 
@@ -133,16 +135,21 @@ def _run(result: BenchResult, engine: EngineConfig, traffic: dict, out: Path) ->
         json_path.write_text(result.model_dump_json(indent=2))
         console.print(
             f"  {row.traffic:8} {row.target:12} {row.review_layout or '':16} c={row.concurrency:<3}"
-            f" {row.requests_per_s:6.2f} req/s  p50 {row.latency_ms.p50} ms  errors {row.errors}"
+            f" {row.requests_per_s:6.2f} req/s  p50 {row.latency_ms.p50} ms  errors {row.errors}",
+            soft_wrap=True,
         )
 
     try:
         for phase in plan(engine, result.config.review_layouts, out):
-            run_phase(phase, result.config, traffic, out / "logs", on_row, console.print)
+            run_phase(phase, result.config, traffic, out / "logs", on_row, _say)
     except ServerError as exc:
         console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
     _finish(result, out)
+
+
+def _say(text: str) -> None:
+    console.print(text, soft_wrap=True)
 
 
 def _finish(result: BenchResult, out: Path) -> None:
@@ -155,3 +162,7 @@ def _finish(result: BenchResult, out: Path) -> None:
     if errors:
         console.print(f"[red]{errors} requests failed[/red]: see first_error in bench.json")
         raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    bench_app()

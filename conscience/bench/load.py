@@ -2,6 +2,8 @@
 
 Every request asks for exactly ``max_tokens`` tokens (``min_tokens`` = ``max_tokens`` and
 ``ignore_eos``), so each server generates the same amount of text and throughput compares.
+Every question starts with a random tag, so no two requests share a prompt prefix: repeated
+questions would be answered from vLLM's prefix cache and flatter whichever target ran later.
 Even-numbered requests stream (with ``stream_options.include_usage``), odd ones do not:
 latency covers both, time to first token (TTFT) the streamed half. A request that fails
 (transport error, non-200 status, an error event, no usage) is an error sample, never
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,10 +46,20 @@ def read_prompts(path: Path) -> list[Messages]:
         messages = json.loads(line).get("messages")
         if not messages or not all({"role", "content"} <= set(m) for m in messages):
             raise ValueError(f"{path}:{number}: expected messages with role and content")
+        if not any(m["role"] == "user" for m in messages):
+            raise ValueError(f"{path}:{number}: expected a user message")
         prompts.append(messages)
     if not prompts:
         raise ValueError(f"{path}: no prompts")
     return prompts
+
+
+def tagged(messages: Messages) -> Messages:
+    """``messages`` with a random tag opening the first user message."""
+    first = next(i for i, m in enumerate(messages) if m["role"] == "user")
+    out = [dict(m) for m in messages]
+    out[first]["content"] = f"({uuid.uuid4().hex[:8]}) {out[first]['content']}"
+    return out
 
 
 def request_bodies(
@@ -58,7 +71,7 @@ def request_bodies(
         stream = i % 2 == 0
         body = {
             "model": model,
-            "messages": prompts[i % len(prompts)],
+            "messages": tagged(prompts[i % len(prompts)]),
             "max_tokens": max_tokens,
             "min_tokens": max_tokens,
             "ignore_eos": True,

@@ -181,14 +181,15 @@ def plot(result: BenchResult, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     traffics = sorted({r.traffic for r in result.rows})
+    colors = {name: f"C{i % 10}" for i, name in enumerate(dict.fromkeys(map(label, result.rows)))}
     fig, axes = plt.subplots(1, len(traffics), figsize=(6 * len(traffics), 4.5), squeeze=False)
     for ax, traffic in zip(axes[0], traffics, strict=True):
         rows = [r for r in result.rows if r.traffic == traffic and r.latency_ms.p50 is not None]
         for name in dict.fromkeys(label(r) for r in rows):
             line = sorted((r for r in rows if label(r) == name), key=lambda r: r.concurrency)
-            xs = [r.concurrency for r in line]
-            (drawn,) = ax.plot(xs, [r.latency_ms.p50 for r in line], marker="o", label=name)
-            ax.plot(xs, [r.latency_ms.p95 for r in line], linestyle=":", color=drawn.get_color())
+            xs, color = [r.concurrency for r in line], colors[name]
+            ax.plot(xs, [r.latency_ms.p50 for r in line], marker="o", color=color, label=name)
+            ax.plot(xs, [r.latency_ms.p95 for r in line], linestyle=":", color=color)
         ax.set_title(f"{traffic} traffic")
         ax.set_xlabel("concurrency")
         ax.set_ylabel("latency ms (p50 solid, p95 dotted)")
