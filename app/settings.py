@@ -81,6 +81,12 @@ class Settings(BaseSettings):
         description="KV cache size in GiB. Default: vLLM sizes it from --gpu-memory-utilization "
         "on GPUs; on CPU builds VLLM_CPU_KVCACHE_SPACE if set, else 2 GiB.",
     )
+    block_size: int | None = Field(
+        None,
+        ge=1,
+        description="vLLM KV block size (tokens). Only full blocks are reused by prefix caching; "
+        "CPU builds default to 128, so smaller blocks let reviews reuse more of the prompt.",
+    )
     dtype: str = Field("auto", description="vLLM dtype (auto, float32, bfloat16, float16).")
     max_lora_rank: int = Field(16, ge=1, description="Largest LoRA rank the engine accepts.")
     max_loras: int = Field(2, ge=1, description="LoRA adapters resident at once.")

@@ -33,6 +33,7 @@ def engine_args(settings: Settings, model_dir: Path, served_name: str):
         kv_gib = CPU_DEFAULT_KV_GIB
     return AsyncEngineArgs(
         kv_cache_memory_bytes=int(kv_gib * 2**30) if kv_gib else None,
+        block_size=settings.block_size,
         model=str(model_dir),
         served_model_name=[served_name],
         tensor_parallel_size=settings.tensor_parallel_size,
