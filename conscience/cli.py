@@ -93,7 +93,7 @@ def build_cli() -> typer.Typer:
     from app.queue.cli import queue_app
     from conscience.bench.cli import bench_app
     from conscience.eval.cli import eval_app
-    from conscience.loop import loop_app
+    from conscience.loop import loop
     from trainer.cli import train_app
 
     root = typer.Typer(
@@ -106,7 +106,7 @@ def build_cli() -> typer.Typer:
     root.command("demo-model")(demo_model)
     root.add_typer(queue_app, name="queue")
     root.add_typer(train_app, name="train")
-    root.add_typer(loop_app, name="loop")
+    root.command("loop")(loop)
     root.add_typer(eval_app, name="eval")
     root.add_typer(bench_app, name="bench")
     return root

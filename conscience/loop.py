@@ -368,7 +368,3 @@ def loop(
     rows = LoopRun(model.resolve(), workdir, lines, options).run()
     (workdir / "loop.json").write_text(json.dumps([r.model_dump() for r in rows], indent=2))
     console.print(_table(rows))
-
-
-loop_app = typer.Typer(add_completion=False)
-loop_app.command()(loop)
