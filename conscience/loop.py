@@ -45,10 +45,10 @@ class RoundRow(BaseModel):
     flag_rate: float
     pairs_queued: int
     adapter: str | None
-    trained_margin_base: float | None
-    trained_margin_adapter: float | None
-    heldout_margin_base: float | None
-    heldout_margin_adapter: float | None
+    trained_margin_base: float | None = None
+    trained_margin_adapter: float | None = None
+    heldout_margin_base: float | None = None
+    heldout_margin_adapter: float | None = None
 
 
 def _free_port() -> int:
@@ -220,9 +220,15 @@ class LoopRun:
             *self.options["trainer_args"],
         ]
 
-    def admin(self) -> dict:
+    def admin(self, action: str | None = None, body: dict | None = None) -> dict:
+        """GET the adapter status, or POST an admin action (pin, follow)."""
         headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
-        return httpx.get(f"{self.base_url}/admin/adapters", headers=headers, timeout=10).json()
+        url = f"{self.base_url}/admin/adapters" + (f"/{action}" if action else "")
+        if action is None:
+            return httpx.get(url, headers=headers, timeout=10).json()
+        response = httpx.post(url, headers=headers, json=body, timeout=120)
+        response.raise_for_status()
+        return response.json()
 
     def pairs(self, framework: str, ids: set[str] | None = None) -> list[PairRecord]:
         with open_queue(self.queue_url) as queue:
@@ -279,18 +285,24 @@ class LoopRun:
         held = self.pairs(HELDOUT_FRAMEWORK)[:8]
         base, tuned = f"{self.name}@base", f"{self.name}@{version}"
         requests = traffic.sent - sent
-        return RoundRow(
+        row = RoundRow(
             round=number,
             requests=requests,
             failed=traffic.failed - failed,
             flag_rate=(traffic.flagged - flagged) / max(requests, 1),
             pairs_queued=traffic.flagged - flagged,
             adapter=version,
-            trained_margin_base=margin(self.base_url, base, trained),
-            trained_margin_adapter=margin(self.base_url, tuned, trained),
-            heldout_margin_base=margin(self.base_url, base, held),
-            heldout_margin_adapter=margin(self.base_url, tuned, held),
         )
+        # The trainer keeps publishing; pin this version while it is measured.
+        self.admin("pin", {"version": version})
+        try:
+            row.trained_margin_base = margin(self.base_url, base, trained)
+            row.trained_margin_adapter = margin(self.base_url, tuned, trained)
+            row.heldout_margin_base = margin(self.base_url, base, held)
+            row.heldout_margin_adapter = margin(self.base_url, tuned, held)
+        finally:
+            self.admin("follow")
+        return row
 
 
 def _fmt(value: float | None) -> str:
