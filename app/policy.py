@@ -48,9 +48,6 @@ class PolicySlot:
         previous, self._current = self._current, adapter
         return previous
 
-    def in_use(self, adapter: Adapter) -> int:
-        return self._in_use[adapter.name]
-
     async def wait_idle(self, adapter: Adapter) -> None:
         """Return once no in-flight draft uses ``adapter``."""
         async with self._changed:

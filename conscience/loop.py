@@ -29,6 +29,7 @@ from rich.table import Table
 from app.adapter_registry import AdapterRegistry
 from app.queue import open_queue
 from app.records import PairRecord
+from conscience.ports import free_port
 
 ADMIN_KEY = "loop-admin"
 TRAIN_FRAMEWORK = "introspective"
@@ -49,14 +50,6 @@ class RoundRow(BaseModel):
     trained_margin_adapter: float | None = None
     heldout_margin_base: float | None = None
     heldout_margin_adapter: float | None = None
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _spawn(args: list[str], log: Path, stack: ExitStack) -> subprocess.Popen:
@@ -167,7 +160,7 @@ class LoopRun:
         self.model, self.workdir, self.prompts, self.options = model, workdir, prompts, options
         self.queue_url = f"sqlite:///{workdir / 'pairs.db'}"
         self.registry = AdapterRegistry(workdir / "adapters")
-        self.base_url = f"http://127.0.0.1:{_free_port()}"
+        self.base_url = f"http://127.0.0.1:{free_port()}"
         self.name = "policy"
         self.rows: list[RoundRow] = []
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import httpx
 
 from app.settings import Settings
 from app.vllm_engine import CHOICE_LOGPROBS
+from conscience.ports import free_port
 
 HOST = "127.0.0.1"
 STOP_GRACE_S = 30.0
@@ -82,13 +82,6 @@ class ServerSpec:
     @property
     def base_url(self) -> str:
         return f"http://{HOST}:{self.port}"
-
-
-def free_port() -> int:
-    """A TCP port that was free on loopback a moment ago."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 def vllm_server(config: EngineConfig, *, lora: bool) -> ServerSpec:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,18 +18,12 @@ from pathlib import Path
 import httpx
 
 from conscience.eval.runner import RunError
+from conscience.ports import free_port
 
 DEFAULT_MODEL = "default"
 READY_TIMEOUT_S = 900.0
 STOP_TIMEOUT_S = 60.0
 LOG_TAIL_CHARS = 3000
-
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def serve_command(model: str, port: int, out: Path, serve_args: Sequence[str]) -> list[str]:
