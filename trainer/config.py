@@ -37,7 +37,11 @@ class TrainerConfig:
         },
     )
     consumer: str = field(
-        default="trainer", metadata={"help": "Consumer name this trainer leases pairs under."}
+        default="trainer",
+        metadata={
+            "help": "Consumer name this trainer leases pairs under; unique per running trainer "
+            "(a restart under the same name takes back the previous run's leases at once)."
+        },
     )
 
     # What to consume

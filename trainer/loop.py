@@ -2,7 +2,9 @@
 
 Crash semantics (one trainer per queue consumer name and registry):
 
-- crash before publish: nothing is acked; the leases expire and the pairs come back;
+- crash before publish: nothing is acked; a restart under the same consumer name releases
+  the dead run's leases at once and trains them; a trainer of another name waits for them
+  to expire (``lease_s``);
 - crash after publish, before ack: the manifest lists the pairs the version consumed; on
   restart they are acked at once, and any that come back later are acked, never retrained;
 - the manifest is replaced atomically after the version dir is complete, so it always
@@ -42,12 +44,16 @@ class PairSource:
         self._pending: dict[str, tuple[PairRecord, float]] = {}
 
     def recover(self) -> None:
-        """Ack the pairs of the current version, in case the last run died before acking."""
+        """Undo what a dead predecessor of the same name left: ack the pairs of the current
+        version (it may have died before acking), then release its other leases at once."""
         manifest = self.registry.read_manifest()
         entry = manifest.entry(manifest.current) if manifest and manifest.current else None
         if entry and entry.pair_ids:
             self.queue.ack(entry.pair_ids)
             log.info("stage=recovered version=%s acked=%d", entry.version, len(entry.pair_ids))
+        released = self.queue.requeue(self.config.consumer)
+        if released:
+            log.info("stage=reclaimed consumer=%s leases=%d", self.config.consumer, released)
 
     def next_round(self) -> list[PairRecord] | None:
         """A round's records; None when fewer than ``min_pairs`` are available now."""

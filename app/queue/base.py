@@ -96,8 +96,14 @@ class PairQueue(ABC):
         """Every record (unacked only unless ``include_acked``), oldest produced first."""
 
     @abstractmethod
-    def requeue(self) -> int:
-        """Release every live lease so those records are ready now; return how many."""
+    def requeue(self, consumer: str | None = None) -> int:
+        """Release every live lease (only ``consumer``'s when given) so those records are
+        ready now, keeping their delivery counts; return how many.
+
+        A restarted consumer calls ``requeue(its_name)`` to take back at once what its dead
+        predecessor leased, instead of waiting for those leases to expire; other consumers'
+        leases are left alone. Names must therefore be unique among live consumers.
+        """
 
     @abstractmethod
     def prune(self, *, max_acked: int | None = None, max_age_s: float | None = None) -> int:

@@ -80,6 +80,32 @@ end
 return acked
 """
 
+# KEYS: stream. ARGV: group, horizon_ms, page size, consumer ('' = every consumer).
+# Releases live leases (PEL entries idle below horizon): idle set to horizon, so the next
+# lease claims them at once; JUSTID keeps their delivery counts. Atomic, so an entry whose
+# lease ends meanwhile cannot be taken from a consumer that just claimed it.
+RELEASE = """
+local stream, group = KEYS[1], ARGV[1]
+local horizon, page = tonumber(ARGV[2]), tonumber(ARGV[3])
+local start, released = '-', 0
+while true do
+  local entries
+  if ARGV[4] == '' then
+    entries = redis.call('XPENDING', stream, group, start, '+', page)
+  else
+    entries = redis.call('XPENDING', stream, group, start, '+', page, ARGV[4])
+  end
+  for _, p in ipairs(entries) do
+    if tonumber(p[3]) < horizon then
+      redis.call('XCLAIM', stream, group, p[2], 0, p[1], 'IDLE', horizon, 'JUSTID')
+      released = released + 1
+    end
+  end
+  if #entries < page then return released end
+  start = '(' .. entries[#entries][1]
+end
+"""
+
 # KEYS: stream, ids, acked. ARGV: acked record ids to delete.
 PRUNE = """
 local removed = 0

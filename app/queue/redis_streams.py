@@ -18,6 +18,8 @@
 - Connections: redis-py retries with backoff and reconnects on connection errors and
   timeouts; every script is idempotent, so a retry after a lost reply never duplicates.
   What still fails is a ``QueueError``.
+- Restart: ``requeue(consumer)`` releases that consumer's live pending entries at once
+  (one script: ``XPENDING`` filtered by consumer, ``XCLAIM ... IDLE HORIZON JUSTID``).
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ class RedisStreamsQueue(PairQueue):
         self._redis = redis.Redis.from_pool(pool)
         self._scripts = {
             name: self._redis.register_script(getattr(redis_lua, name))
-            for name in ("PRODUCE", "LEASE", "ACK", "PRUNE")
+            for name in ("PRODUCE", "LEASE", "ACK", "PRUNE", "RELEASE")
         }
         try:
             self._run(self._ensure_group)
@@ -301,16 +303,11 @@ class RedisStreamsQueue(PairQueue):
                 parsed = [r for r, score in zip(parsed, scores, strict=True) if score is None]
             yield from parsed
 
-    def requeue(self) -> int:
-        """Release every live lease (idle below ``HORIZON``); return how many."""
-        live = [p for p in self._pending() if p["time_since_delivered"] < HORIZON_MS]
-
-        def build(pipe: Pipeline) -> None:
-            for p in live:
-                stream, eid = self._keys.stream, p["message_id"]
-                pipe.xclaim(stream, GROUP, p["consumer"], 0, [eid], idle=HORIZON_MS, justid=True)
-
-        return sum(1 for claimed in self._pipeline(build, transaction=False) if claimed)
+    def requeue(self, consumer: str | None = None) -> int:
+        """Release every live lease (idle below ``HORIZON``; only ``consumer``'s pending
+        entries when given) in one atomic script; return how many."""
+        args = (GROUP, HORIZON_MS, _PAGE, consumer or "")
+        return self._run(self._script, "RELEASE", (self._keys.stream,), args, self._redis)
 
     def prune(self, *, max_acked: int | None = None, max_age_s: float | None = None) -> int:
         """Delete acked records by age and/or beyond the newest ``max_acked``."""

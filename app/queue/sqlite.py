@@ -261,13 +261,14 @@ class SqliteQueue(PairQueue):
             last = rows[-1][0]
             yield from (PairRecord.model_validate_json(body) for _, body in rows)
 
-    def requeue(self) -> int:
-        """Make every live lease ready now; return how many."""
+    def requeue(self, consumer: str | None = None) -> int:
+        """Make every live lease (only ``consumer``'s when given) ready now; return how many."""
+        mine = "" if consumer is None else " AND consumer = :consumer"
         with self._tx() as conn:
             return conn.execute(
                 f"UPDATE records SET state = 'ready', lease_until = NULL, consumer = NULL"
-                f" WHERE {_LIVE_LEASE}",
-                {"now": time.time()},
+                f" WHERE {_LIVE_LEASE}{mine}",
+                {"now": time.time(), "consumer": consumer},
             ).rowcount
 
     def prune(self, *, max_acked: int | None = None, max_age_s: float | None = None) -> int:
