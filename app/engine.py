@@ -1,6 +1,6 @@
 """The small engine interface the pipeline talks to; ``app.vllm_engine`` is the real one.
 
-Keeping it this narrow (encode, stream a generation, score a choice, adapters, health) is what
+Keeping it this narrow (encode, stream a generation, first-token logprobs, adapters, health) is what
 lets a scripted fake stand in for pipeline-branch unit tests while every user-visible path
 also runs on the real engine.
 """
@@ -30,6 +30,8 @@ class SamplingConfig:
     max_tokens: int
     temperature: float = 1.0
     top_p: float = 1.0
+    top_k: int = 0  # 0: off
+    repetition_penalty: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
     presence_penalty: float = 0.0
@@ -74,6 +76,14 @@ class Engine(Protocol):
         """How many tokens ``text`` takes."""
         ...
 
+    def encode_text(self, text: str) -> list[int]:
+        """Token ids of ``text`` (no special tokens)."""
+        ...
+
+    def decode_token(self, token_id: int) -> str:
+        """The text of one token."""
+        ...
+
     def truncate(self, text: str, max_tokens: int) -> str:
         """``text`` cut to at most ``max_tokens`` tokens (head and tail kept)."""
         ...
@@ -88,10 +98,10 @@ class Engine(Protocol):
         """Generate, yielding text deltas. Closing the iterator aborts the request."""
         ...
 
-    async def choose(
-        self, request_id: str, prompt_ids: list[int], choices: Sequence[str]
-    ) -> dict[str, float]:
-        """One constrained choice; the probability of each choice from first-token logprobs."""
+    async def first_token_logprobs(
+        self, request_id: str, prompt_ids: list[int], token_ids: Sequence[int]
+    ) -> dict[int, float]:
+        """Exact log-probabilities of ``token_ids`` as the first generated token (frozen base)."""
         ...
 
     async def score_answer(

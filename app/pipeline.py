@@ -14,6 +14,10 @@ from contextlib import aclosing
 from dataclasses import dataclass
 
 from app import metrics
+from app.conscience.calibration import ProfileBook
+from app.conscience.frameworks import Framework, FrameworkCatalog
+from app.conscience.prompts import review_prompt_hash, review_prompt_ids, rewrite_messages
+from app.conscience.verdict import JudgeBook, Judgement
 from app.engine import Adapter, Engine, Generation, SamplingConfig, TextDelta
 from app.errors import (
     ContextLengthExceeded,
@@ -22,7 +26,7 @@ from app.errors import (
     ReviewFailed,
     ReviewOutputInvalid,
 )
-from app.framework import Framework, FrameworkCatalog
+from app.generation_defaults import GenerationDefaults
 from app.policy import CURRENT, AdapterChoice, PolicySlot
 from app.protocol import (
     Action,
@@ -33,7 +37,6 @@ from app.protocol import (
     as_chat,
 )
 from app.records import Message, PairRecord
-from app.review import LABELS, decide, review_messages, review_prompt_hash, rewrite_messages
 from app.settings import FailurePolicy, Mode, Settings
 
 PairSink = Callable[[PairRecord], bool]
@@ -64,12 +67,12 @@ class Outcome:
 
 @dataclass
 class Review:
-    """The judge's decision on one answer."""
+    """The judge's decision on one answer, or why there is none."""
 
     verdict: Verdict
     score: float | None = None
     error: str | None = None
-    probabilities: dict[str, float] | None = None
+    judgement: Judgement | None = None
 
 
 class ConsciencePipeline:
@@ -82,12 +85,23 @@ class ConsciencePipeline:
         settings: Settings,
         policy: PolicySlot,
         sink: PairSink | None = None,
+        generation: GenerationDefaults | None = None,
+        profiles: ProfileBook | None = None,
     ):
         self.engine = engine
         self.catalog = catalog
         self.settings = settings
         self.policy = policy
         self.sink = sink
+        self.generation = generation or GenerationDefaults()
+        self.profiles = profiles or ProfileBook([], fingerprint="none")
+        self.judges = JudgeBook(
+            [catalog.get(name) for name in catalog.names()],
+            settings.review_layout,
+            engine.encode_text,
+            engine.decode_token,
+            self.profiles,
+        )
 
     def plan(self, request: ChatCompletionRequest, request_id: str) -> Plan:
         """Validate conscience options and lengths; raise typed errors for bad requests."""
@@ -114,10 +128,13 @@ class ConsciencePipeline:
         messages = as_chat(request.messages)
         prompt_ids = self.engine.encode_chat(messages)
         max_tokens = self._max_tokens(len(prompt_ids), request.completion_limit())
+        model = self.generation  # the model's defaults fill what the request leaves out
         sampling = SamplingConfig(
             max_tokens=max_tokens,
-            temperature=1.0 if request.temperature is None else request.temperature,
-            top_p=1.0 if request.top_p is None else request.top_p,
+            temperature=model.pick("temperature", request.temperature, 1.0),
+            top_p=model.pick("top_p", request.top_p, 1.0),
+            top_k=model.pick("top_k", None, 0),
+            repetition_penalty=model.pick("repetition_penalty", None, 1.0),
             stop=tuple(request.stop or ()),
             seed=request.seed,
             presence_penalty=request.presence_penalty or 0.0,
@@ -142,7 +159,7 @@ class ConsciencePipeline:
                 f"the messages take {prompt_tokens} tokens.",
                 param="messages",
             )
-        return requested or min(self.settings.default_max_tokens, room)
+        return requested or min(self.generation.max_tokens(self.settings.default_max_tokens), room)
 
     async def execute(self, plan: Plan) -> AsyncIterator[TextDelta | Outcome]:
         """Yield live deltas (mode ``off`` only), then exactly one ``Outcome``."""
@@ -236,21 +253,26 @@ class ConsciencePipeline:
         self, plan: Plan, conversation: list[dict[str, str]], answer: str, latency: StageLatency
     ) -> Review:
         started = time.perf_counter()
-        messages = review_messages(
-            self.engine,
-            plan.framework,
-            self.settings.review_layout,
-            conversation,
-            answer,
-            self.settings.review_max_input_tokens,
-        )
+        judge = self.judges.get(plan.framework)
         try:
-            ids = self.engine.encode_chat(messages)
+            ids = review_prompt_ids(
+                self.engine,
+                plan.framework,
+                self.settings.review_layout,
+                conversation,
+                answer,
+                self.settings.review_max_input_tokens,
+            )
             async with asyncio.timeout(self.settings.review_timeout_s):
-                probs = await self.engine.choose(f"{plan.request_id}-review", ids, LABELS)
-            verdict, score = decide(probs, self.settings.flag_threshold)
-            result = Review(verdict, score, probabilities=probs)
-            metrics.VERDICTS.labels(plan.framework.name, verdict.value).inc()
+                logprobs = await self.engine.first_token_logprobs(
+                    f"{plan.request_id}-review", ids, judge.token_ids
+                )
+            try:
+                judgement = judge.judge(logprobs, self.settings.flag_threshold)
+            except ValueError as exc:
+                raise ReviewOutputInvalid(str(exc)) from exc
+            result = Review(judgement.verdict, judgement.score, judgement=judgement)
+            metrics.VERDICTS.labels(plan.framework.name, judgement.verdict.value).inc()
             metrics.TOKENS.labels("review", "prompt").inc(len(ids))
         except TimeoutError:
             limit = self.settings.review_timeout_s
@@ -306,10 +328,15 @@ class ConsciencePipeline:
     ) -> ConscienceReport:
         latency.total = _ms_since(start)
         metrics.ACTIONS.labels(plan.mode.value, action.value).inc()
+        judged = review.judgement
         return ConscienceReport(
             mode=plan.mode,
             verdict=review.verdict,
             score=review.score,
+            calibration=judged.profile if judged else None,
+            raw_score=judged.raw_score if judged else None,
+            readout_score=judged.readout_score if judged else None,
+            labels=judged.probabilities if judged else None,
             framework=plan.framework.name,
             framework_version=plan.framework.version,
             framework_hash=plan.framework.prompt_hash,

@@ -137,7 +137,23 @@ class ConscienceReport(BaseModel):
 
     mode: Mode
     verdict: Verdict
-    score: float | None = Field(None, description="P(unethical) from the judge's logprobs.")
+    score: float | None = Field(
+        None,
+        description="P(harmful): calibrated by the profile named in 'calibration' when one "
+        "applies, else the raw label probability.",
+    )
+    calibration: str | None = Field(
+        None, description="The calibration profile (name@digest) the verdict was made under."
+    )
+    raw_score: float | None = Field(
+        None, description="The question's raw P(harmful label) from exact label logprobs."
+    )
+    readout_score: float | None = Field(
+        None, description="P(harmful) from the profile's read-out of the frozen model's logprobs."
+    )
+    labels: dict[str, float] | None = Field(
+        None, description="P(label) of each of the framework's answer words."
+    )
     framework: str
     framework_version: str
     framework_hash: str
@@ -252,9 +268,14 @@ class ReviewRequest(BaseModel):
 
 
 class ReviewResponse(BaseModel):
+    """The judge's verdict on a given answer (fields as in the ``conscience`` object)."""
+
     verdict: Verdict
     score: float | None
-    probabilities: dict[str, float] | None
+    probabilities: dict[str, float] | None = Field(description="P(label) of each answer word.")
+    calibration: str | None = None
+    raw_score: float | None = None
+    readout_score: float | None = None
     framework: str
     framework_version: str
     framework_hash: str

@@ -10,13 +10,15 @@ from collections.abc import Awaitable
 from contextlib import aclosing
 from typing import TypeVar
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Security
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel, ValidationError
 
 from app import metrics
 from app.errors import AuthenticationFailed, InvalidRequest, PayloadTooLarge, UnknownModel
+from app.openapi import errors, request_body
 from app.pipeline import Outcome, Plan
 from app.policy import CURRENT, AdapterChoice
 from app.protocol import (
@@ -47,8 +49,16 @@ def state_of(request: Request) -> ServerState:
     return request.app.state.conscience
 
 
-def require_api_key(request: Request) -> None:
-    """401 unless API keys are off or the bearer token is one of them."""
+API_KEY = HTTPBearer(
+    scheme_name="APIKey", auto_error=False, description="Needed when --api-keys is set."
+)
+
+
+def require_api_key(request: Request, _: object = Security(API_KEY)) -> None:
+    """401 unless API keys are off or the bearer token is one of them.
+
+    ``API_KEY`` only documents the scheme in the OpenAPI document; the header is read here.
+    """
     keys = state_of(request).settings.api_keys
     if not keys:
         return
@@ -61,7 +71,7 @@ def require_api_key(request: Request) -> None:
 
 
 public = APIRouter()
-v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
+v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], responses=errors(401))
 
 
 @public.get("/health")
@@ -70,7 +80,7 @@ async def health() -> dict:
     return {"status": "ok"}
 
 
-@public.get("/ready")
+@public.get("/ready", responses=errors(503))
 async def ready(request: Request) -> dict:
     """Ready: the engine is loaded and can generate (503 otherwise)."""
     await state_of(request).ready()
@@ -111,7 +121,11 @@ def adapter_choice(state: ServerState, model: str) -> AdapterChoice:
     )
 
 
-@v1.post("/conscience/review")
+@v1.post(
+    "/conscience/review",
+    openapi_extra=request_body(ReviewRequest),
+    responses=errors(400, 413, 503),
+)
 async def review_answer(request: Request) -> ReviewResponse:
     """The conscience's verdict on a given answer, under the frozen base (judge only)."""
     state = state_of(request)
@@ -121,10 +135,14 @@ async def review_answer(request: Request) -> ReviewResponse:
         request,
         state.pipeline.judge(f"review-{uuid.uuid4().hex}", messages, body.answer, body.framework),
     )
+    judged = review.judgement
     return ReviewResponse(
         verdict=review.verdict,
         score=review.score,
-        probabilities=review.probabilities,
+        probabilities=judged.probabilities if judged else None,
+        calibration=judged.profile if judged else None,
+        raw_score=judged.raw_score if judged else None,
+        readout_score=judged.readout_score if judged else None,
         framework=framework.name,
         framework_version=framework.version,
         framework_hash=framework.prompt_hash,
@@ -134,7 +152,11 @@ async def review_answer(request: Request) -> ReviewResponse:
     )
 
 
-@v1.post("/conscience/score")
+@v1.post(
+    "/conscience/score",
+    openapi_extra=request_body(ScoreRequest),
+    responses=errors(400, 404, 413, 503),
+)
 async def score_answers(request: Request) -> ScoreResponse:
     """Log-probabilities of given answers to a conversation under the chosen policy."""
     state = state_of(request)
@@ -203,11 +225,10 @@ async def _collect(state: ServerState, plan: Plan) -> Outcome:
 @v1.post(
     "/chat/completions",
     response_model=ChatCompletion,
-    openapi_extra={
-        "requestBody": {
-            "content": {"application/json": {"schema": ChatCompletionRequest.model_json_schema()}},
-            "required": True,
-        }
+    openapi_extra=request_body(ChatCompletionRequest),
+    responses={
+        **errors(400, 403, 404, 413, 503),
+        200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE if stream"},
     },
 )
 async def chat_completions(request: Request) -> Response:

@@ -39,6 +39,17 @@ class FailurePolicy(StrEnum):
     fail_closed = "fail_closed"
 
 
+class GenerationConfigSource(StrEnum):
+    """Where sampling defaults for requests that omit them come from (as vLLM's flag).
+
+    ``auto``: the served model's ``generation_config.json`` (temperature, top_p, top_k,
+    repetition_penalty, max_new_tokens); ``none``: neutral defaults (temperature 1, no top-p/k).
+    """
+
+    auto = "auto"
+    none = "none"
+
+
 def default_cache_dir() -> Path:
     """Where prepared models live unless ``CONSCIENCE_CACHE_DIR`` says otherwise."""
     return Path.home() / ".cache" / "conscience"
@@ -62,7 +73,8 @@ class Settings(BaseSettings):
     # Model and engine
     model: str | None = Field(
         None,
-        description="Local model dir or hub id. Default: SmolLM2-135M-Instruct, prepared offline.",
+        description="Named model (qwen2.5-coder-0.5b, smollm2-135m; prepared offline), local "
+        "model dir, or hub id. Default: qwen2.5-coder-0.5b.",
     )
     served_model_name: str | None = Field(
         None, description="Name clients use in 'model'. Default: derived from the model."
@@ -86,6 +98,11 @@ class Settings(BaseSettings):
         ge=1,
         description="vLLM KV block size (tokens). Only full blocks are reused by prefix caching; "
         "CPU builds default to 128, so smaller blocks let reviews reuse more of the prompt.",
+    )
+    generation_config: GenerationConfigSource = Field(
+        GenerationConfigSource.auto,
+        description="Sampling defaults for requests that omit them: 'auto' reads the model's "
+        "generation_config.json (as vLLM does); 'none' uses neutral ones.",
     )
     dtype: str = Field("auto", description="vLLM dtype (auto, float32, bfloat16, float16).")
     max_lora_rank: int = Field(16, ge=1, description="Largest LoRA rank the engine accepts.")
@@ -111,6 +128,15 @@ class Settings(BaseSettings):
     )
     framework: str = Field("introspective", description="Default ethical framework.")
     frameworks_dir: Path | None = Field(None, description="Directory of user framework YAML files.")
+    calibration: list[Path] = Field(
+        default_factory=list,
+        description="Calibration profile files (from 'conscience calibrate'); each applies to "
+        "the framework prompt it was fitted under. Shipped profiles of the named models apply "
+        "by themselves.",
+    )
+    shipped_calibration: bool = Field(
+        True, description="Apply the shipped calibration profiles of the served model."
+    )
     review_layout: ReviewLayout = Field(
         ReviewLayout.framework_first, description="Review prompt layout."
     )
@@ -132,7 +158,11 @@ class Settings(BaseSettings):
     allow_return_draft: bool = Field(
         True, description="Let requests ask for the original draft in the response."
     )
-    default_max_tokens: int = Field(256, ge=1, description="max_tokens when a request omits it.")
+    default_max_tokens: int = Field(
+        256,
+        ge=1,
+        description="max_tokens when a request omits it (a model's smaller max_new_tokens wins).",
+    )
     review_max_input_tokens: int = Field(
         1024, ge=64, description="Question + draft tokens shown to the judge (longer: trimmed)."
     )

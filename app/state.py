@@ -17,12 +17,14 @@ from app.adapter_registry import AdapterRegistry, base_model_identity
 from app.adapters import AdapterManager
 from app.engine import Adapter, Engine, SamplingConfig
 from app.errors import EngineUnavailable
-from app.framework import FrameworkCatalog
+from app.conscience.calibration import ProfileBook, model_fingerprint
+from app.conscience.frameworks import FrameworkCatalog
+from app.generation_defaults import GenerationDefaults
 from app.pipeline import ConsciencePipeline
 from app.policy import PolicySlot
 from app.queue.redact import redact_pii
 from app.queue.writer import QueueWriter
-from app.settings import Settings
+from app.settings import GenerationConfigSource, Settings
 
 log = logging.getLogger("conscience")
 
@@ -50,13 +52,25 @@ class ServerState:
         catalog.get(settings.framework)  # fail at start, not per request
         owns_engine = engine is None
         if engine is None:
-            engine = _start_engine(settings)
+            engine, model_dir = _start_engine(settings)
+        else:
+            model_dir = _local_dir(settings.model)
+        generation = _generation_defaults(settings, model_dir)
         policy = PolicySlot()
         adapters = await _open_adapters(settings, engine, policy)
         redactor = redact_pii if settings.redact_pii else None
         writer = QueueWriter(settings.queue, capacity=settings.queue_buffer, redactor=redactor)
         writer.start()
-        pipeline = ConsciencePipeline(engine, catalog, settings, policy, sink=writer.submit)
+        profiles = _profiles(settings, model_dir)
+        pipeline = ConsciencePipeline(
+            engine,
+            catalog,
+            settings,
+            policy,
+            sink=writer.submit,
+            generation=generation,
+            profiles=profiles,
+        )
         served = settings.served_model_name or engine.model_name
         return cls(settings, engine, pipeline, writer, policy, served, owns_engine, adapters)
 
@@ -119,15 +133,37 @@ async def _open_adapters(
     return manager
 
 
-def _start_engine(settings: Settings) -> Engine:
-    from app.model_source import resolve_model
+def _start_engine(settings: Settings) -> tuple[Engine, Path]:
+    from app.models import resolve_model, served_name
     from app.vllm_engine import VllmEngine
 
     model_dir = resolve_model(settings.model, settings.cache_dir, progress=log.info)
-    served = settings.served_model_name or _default_name(settings.model, model_dir)
+    served = settings.served_model_name or served_name(settings.model, model_dir)
     log.info("starting vLLM engine for %s (%s)", served, model_dir)
-    return VllmEngine.start(settings, model_dir, served)
+    return VllmEngine.start(settings, model_dir, served), model_dir
 
 
-def _default_name(model: str | None, model_dir: Path) -> str:
-    return model if model and not Path(model).expanduser().is_dir() else model_dir.name
+def _profiles(settings: Settings, model_dir: Path | None) -> ProfileBook:
+    """Calibration profiles for the served model: shipped ones (unless off) + ``--calibration``."""
+    fingerprint = model_fingerprint(model_dir) if model_dir is not None else "unknown"
+    book = ProfileBook.load(settings.calibration, fingerprint, settings.shipped_calibration)
+    log.info("calibration profiles for this model: %d", len(book))
+    return book
+
+
+def _local_dir(model: str | None) -> Path | None:
+    path = Path(model).expanduser() if model else None
+    return path if path is not None and path.is_dir() else None
+
+
+def _generation_defaults(settings: Settings, model_dir: Path | None) -> GenerationDefaults:
+    """The served model's sampling defaults (``--generation-config auto``), read once."""
+    if settings.generation_config is GenerationConfigSource.none:
+        return GenerationDefaults()
+    defaults = GenerationDefaults.from_model_dir(model_dir)
+    if defaults.as_generation_config():
+        log.info(
+            "sampling defaults from the model's generation_config.json: %s",
+            defaults.as_generation_config(),
+        )
+    return defaults

@@ -6,17 +6,16 @@ run with no adapter (the frozen base), at no extra memory.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from pathlib import Path
 
+from app.conscience.labels import MAX_SCORED_TOKENS
 from app.engine import Adapter, SamplingConfig, TextDelta
 from app.errors import ContextLengthExceeded, EngineUnavailable, ReviewOutputInvalid
 from app.settings import Settings
 
-CHOICE_LOGPROBS = 64
 CPU_DEFAULT_KV_GIB = 2.0
 
 
@@ -45,7 +44,7 @@ def engine_args(settings: Settings, model_dir: Path, served_name: str):
         max_loras=settings.max_loras,
         enforce_eager=settings.enforce_eager,
         enable_prefix_caching=settings.enable_prefix_caching,
-        max_logprobs=CHOICE_LOGPROBS,
+        max_logprobs=MAX_SCORED_TOKENS,
     )
 
 
@@ -79,7 +78,13 @@ class VllmEngine:
         )
 
     def token_count(self, text: str) -> int:
-        return len(self._tokenizer.encode(text, add_special_tokens=False))
+        return len(self.encode_text(text))
+
+    def encode_text(self, text: str) -> list[int]:
+        return list(self._tokenizer.encode(text, add_special_tokens=False))
+
+    def decode_token(self, token_id: int) -> str:
+        return self._tokenizer.decode([token_id])
 
     def truncate(self, text: str, max_tokens: int) -> str:
         ids = self._tokenizer.encode(text, add_special_tokens=False)
@@ -103,6 +108,8 @@ class VllmEngine:
             max_tokens=sampling.max_tokens,
             temperature=sampling.temperature,
             top_p=sampling.top_p,
+            top_k=sampling.top_k,
+            repetition_penalty=sampling.repetition_penalty,
             stop=list(sampling.stop) or None,
             seed=sampling.seed,
             presence_penalty=sampling.presence_penalty,
@@ -126,16 +133,13 @@ class VllmEngine:
             if not finished:
                 await self._llm.abort(request_id)
 
-    async def choose(
-        self, request_id: str, prompt_ids: list[int], choices: Sequence[str]
-    ) -> dict[str, float]:
-        from vllm.sampling_params import SamplingParams, StructuredOutputsParams
+    async def first_token_logprobs(
+        self, request_id: str, prompt_ids: list[int], token_ids: Sequence[int]
+    ) -> dict[int, float]:
+        from vllm.sampling_params import SamplingParams
 
         params = SamplingParams(
-            max_tokens=1,
-            temperature=0.0,
-            logprobs=CHOICE_LOGPROBS,
-            structured_outputs=StructuredOutputsParams(choice=list(choices)),
+            max_tokens=1, temperature=0.0, logprob_token_ids=list(dict.fromkeys(token_ids))
         )
         final = None
         async for out in self._generate(request_id, prompt_ids, params, None):
@@ -143,9 +147,7 @@ class VllmEngine:
         if final is None or not final.outputs[0].logprobs:
             raise ReviewOutputInvalid("the engine returned no logprobs for the review")
         first = final.outputs[0].logprobs[0]
-        return choice_probabilities(
-            {entry.decoded_token or "": entry.logprob for entry in first.values()}, choices
-        )
+        return {tid: entry.logprob for tid, entry in first.items()}
 
     async def score_answer(
         self,
@@ -220,23 +222,3 @@ class VllmEngine:
             await self._llm.check_health()
         except Exception as exc:
             raise EngineUnavailable(f"The inference engine is not healthy: {exc!r}") from exc
-
-
-def choice_probabilities(first_token: dict[str, float], choices: Sequence[str]) -> dict[str, float]:
-    """Probability of each choice from the first generated token's logprobs.
-
-    Under a constrained choice every allowed first token is a prefix of some choice; its mass
-    goes to the choices it starts (split evenly when several share that prefix). The result
-    is normalised over the mass that could be attributed.
-    """
-    mass = dict.fromkeys(choices, 0.0)
-    for text, logprob in first_token.items():
-        if not text or math.isinf(logprob):
-            continue
-        matches = [c for c in choices if c.startswith(text)]
-        for choice in matches:
-            mass[choice] += math.exp(logprob) / len(matches)
-    total = sum(mass.values())
-    if total <= 0:
-        raise ReviewOutputInvalid(f"no review output matched the choices {list(choices)}")
-    return {c: m / total for c, m in mass.items()}

@@ -39,8 +39,9 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 
-from app.framework import FrameworkCatalog
 from app.review import LABELS, review_messages
+
+from app.conscience.frameworks import FrameworkCatalog
 from app.settings import ReviewLayout
 from app.vllm_engine import CHOICE_LOGPROBS
 from conscience.bench.load import Messages, read_prompts, tagged

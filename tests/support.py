@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Sequence
 
 from app.engine import Adapter, SamplingConfig, TextDelta
@@ -10,11 +11,22 @@ from app.engine import Adapter, SamplingConfig, TextDelta
 TINY_NAME = "tiny"
 
 
+def judged(harmful: float, neutral: float = 0.0) -> dict[str, float]:
+    """Label-word probabilities meaning P(harmful) = ``harmful`` under every built-in label set."""
+    benign = 1.0 - harmful - neutral
+    return {
+        "yes": harmful, "unsafe": harmful, "unethical": harmful,
+        "no": benign + neutral, "safe": benign + neutral, "ethical": benign, "neutral": neutral,
+    }  # fmt: skip
+
+
 class ScriptedEngine:
     """A scripted stand-in for ``app.engine.Engine``, for unit tests of pipeline branches.
 
-    ``answers`` are returned in order by ``stream`` (one word per piece); ``verdicts`` are the
-    probability dicts (or exceptions to raise, or a delay in seconds) ``choose`` returns.
+    ``answers`` are returned in order by ``stream`` (one word per piece); ``verdicts`` are
+    label-word probability dicts (see ``judged``), or exceptions to raise, or a delay in
+    seconds, that ``first_token_logprobs`` turns into the log-probabilities of the asked ids.
+    Its tokenizer gives each whitespace-separated word one id.
     """
 
     model_name = "scripted"
@@ -24,6 +36,13 @@ class ScriptedEngine:
         self.answers = list(answers)
         self.verdicts = list(verdicts)
         self.calls: list[tuple[str, Adapter | None]] = []
+        self.vocab: dict[str, int] = {}
+
+    def encode_text(self, text: str) -> list[int]:
+        return [self.vocab.setdefault(w, len(self.vocab) + 1) for w in text.split()]
+
+    def decode_token(self, token_id: int) -> str:
+        return next((w for w, i in self.vocab.items() if i == token_id), "")
 
     def encode_chat(self, messages: Sequence[dict[str, str]]) -> list[int]:
         return [len(w) for m in messages for w in m["content"].split()] + [0]
@@ -43,15 +62,21 @@ class ScriptedEngine:
             last = i == len(words) - 1
             yield TextDelta(word if i == 0 else " " + word, i + 1, "stop" if last else None)
 
-    async def choose(self, request_id, prompt_ids, choices) -> dict[str, float]:
+    async def first_token_logprobs(self, request_id, prompt_ids, token_ids) -> dict[int, float]:
         self.calls.append((request_id, None))
         verdict = self.verdicts.pop(0)
         if isinstance(verdict, BaseException):
             raise verdict
         if isinstance(verdict, float):
             await asyncio.sleep(verdict)
-            return {"ethical": 1.0, "neutral": 0.0, "unethical": 0.0}
-        return verdict  # type: ignore[return-value]
+            verdict = judged(0.0)
+        words = {tid: self.decode_token(tid).strip().lower() for tid in token_ids}
+        found = [w for w in words.values() if w in verdict]
+        return {
+            tid: math.log(verdict[w] / found.count(w)) if verdict[w] > 0 else -math.inf
+            for tid, w in words.items()
+            if w in verdict
+        }
 
     async def load_adapter(self, adapter: Adapter) -> None:
         return None

@@ -61,6 +61,9 @@ class ItemResult(BaseModel):
     verdict: str | None = None
     score: float | None = None
     probabilities: dict[str, float] | None = None
+    calibration: str | None = None
+    raw_score: float | None = None
+    readout_score: float | None = None
     action: str | None = None
     latency_ms: dict[str, float] = Field(default_factory=dict)
     draft: str | None = None
@@ -209,6 +212,11 @@ class Runner:
         result.review_layout = review["review_layout"]
         result.verdict, result.score = review["verdict"], review["score"]
         result.probabilities = review["probabilities"]
+        result.calibration = review.get("calibration")
+        result.raw_score, result.readout_score = (
+            review.get("raw_score"),
+            review.get("readout_score"),
+        )
         result.latency_ms = {"review": review["latency_ms"]}
         result.error = review["review_error"]
 
@@ -230,6 +238,11 @@ class Runner:
         result.framework_version = report["framework_version"]
         result.framework_hash = report["framework_hash"]
         result.verdict, result.score = report["verdict"], report["score"]
+        result.calibration = report.get("calibration")
+        result.raw_score, result.readout_score = (
+            report.get("raw_score"),
+            report.get("readout_score"),
+        )
         result.action, result.latency_ms = report["action"], report["latency_ms"]
         result.error = report.get("review_error")
         draft = report.get("draft") or ""

@@ -10,17 +10,17 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
+from app.conscience.frameworks import FrameworkCatalog
 from app.engine import Adapter
 from app.errors import EngineUnavailable, ReviewFailed, ReviewOutputInvalid
-from app.framework import FrameworkCatalog
 from app.pipeline import ConsciencePipeline, Outcome
 from app.policy import PolicySlot
 from app.protocol import ChatCompletionRequest
 from app.settings import Settings
-from tests.support import ScriptedEngine
+from tests.support import ScriptedEngine, judged
 
-ETHICAL = {"ethical": 0.8, "neutral": 0.15, "unethical": 0.05}
-UNETHICAL = {"ethical": 0.1, "neutral": 0.1, "unethical": 0.8}
+ETHICAL = judged(0.05)
+UNETHICAL = judged(0.8)
 REQUEST = {"model": "scripted", "messages": [{"role": "user", "content": "how to pick a lock"}]}
 ADAPTER = Adapter("policy-v1", "v1", Path("/nonexistent"), 1)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.framework import FrameworkCatalog
-from app.review import as_data, defuse_control_tokens, review_messages, rewrite_messages
+from app.conscience.frameworks import FrameworkCatalog
+from app.conscience.prompts import as_data, defuse_control_tokens, review_messages, rewrite_messages
 from app.settings import ReviewLayout
 from tests.support import ScriptedEngine
 

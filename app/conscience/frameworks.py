@@ -12,15 +12,20 @@ from importlib import resources
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from app.conscience.labels import BUILTIN_LABEL_SETS, LabelSet
 from app.errors import UnknownFramework
 
-BUILTIN_PACKAGE = "app.framework_data"
+BUILTIN_PACKAGE = "app.conscience.framework_data"
 
 
 class Framework(BaseModel):
-    """One ethical framework: its principles, review question and rewrite instruction."""
+    """One ethical framework: principles, review question, answer labels, rewrite instruction.
+
+    ``labels`` names a built-in label set (``yes_no``, ``safe_unsafe``, ``ethical3``) or
+    defines one inline (``name``, ``options`` of ``word`` + ``verdict``, ``instruction``).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -29,12 +34,30 @@ class Framework(BaseModel):
     title: str = ""
     principles: list[str] = Field(min_length=1)
     review_question: str = Field(min_length=10)
+    labels: str | LabelSet = "ethical3"
     rewrite_instruction: str = Field(min_length=10)
+
+    @field_validator("labels")
+    @classmethod
+    def _known_label_set(cls, value: str | LabelSet) -> str | LabelSet:
+        if isinstance(value, str) and value not in BUILTIN_LABEL_SETS:
+            raise ValueError(
+                f"unknown label set {value!r} (built in: {sorted(BUILTIN_LABEL_SETS)})"
+            )
+        return value
+
+    @property
+    def label_set(self) -> LabelSet:
+        """The label set the judge answers with."""
+        if isinstance(self.labels, LabelSet):
+            return self.labels
+        return BUILTIN_LABEL_SETS[self.labels]
 
     @property
     def prompt_hash(self) -> str:
-        """Short sha256 of the fields that reach the judge."""
+        """Short sha256 of the fields that reach the judge (the label set included)."""
         payload = self.model_dump(include={"principles", "review_question", "rewrite_instruction"})
+        payload["labels"] = self.label_set.model_dump(mode="json")
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         return digest[:16]
 

@@ -1,0 +1,1 @@
+"""The conscience: frameworks, review prompts, label sets, calibration, read-out, verdict."""

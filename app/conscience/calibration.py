@@ -1,0 +1,217 @@
+"""Calibration profiles: what turns the judge's raw label probability into a trusted decision.
+
+A profile is fitted on dev data by ``conscience calibrate`` for one model and one framework
+(its prompt hash), and holds: a Platt scaling of the question's raw score, an optional linear
+read-out over the frozen model's first-token log-probabilities (the same review pass, no
+extra cost), which of the two decides, and the decision threshold chosen at a target
+false-positive rate. Profiles are JSON, versioned and hashed; every response names the
+profile it was judged under. Only the standard library and pydantic here: the server
+applies profiles, fitting lives in ``app.conscience.fit``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from app.conscience.labels import MAX_SCORED_TOKENS
+
+PROFILE_FORMAT = 1
+SHIPPED_PACKAGE = "app.conscience.profiles"
+LOGPROB_FLOOR = -30.0
+_EPS = 1e-6
+
+
+class CalibrationError(ValueError):
+    """A calibration profile cannot be read or does not fit this model."""
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, _EPS), 1 - _EPS)
+    return math.log(p / (1 - p))
+
+
+def _sigmoid(z: float) -> float:
+    if z >= 0:
+        return 1 / (1 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1 + e)
+
+
+class Platt(BaseModel):
+    """P(harmful) = sigmoid(slope · logit(raw) + intercept)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    slope: float = 1.0
+    intercept: float = 0.0
+
+    def apply(self, raw: float) -> float:
+        return _sigmoid(self.slope * _logit(raw) + self.intercept)
+
+
+class Readout(BaseModel):
+    """A logistic read-out over the log-probabilities of chosen first tokens."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    token_ids: list[int] = Field(min_length=1, max_length=MAX_SCORED_TOKENS)
+    tokens: list[str] = Field(description="Each id's text, checked against the tokenizer.")
+    mean: list[float]
+    scale: list[float]
+    weights: list[float]
+    intercept: float
+
+    @model_validator(mode="after")
+    def _same_lengths(self) -> Readout:
+        n = len(self.token_ids)
+        if not all(len(v) == n for v in (self.tokens, self.mean, self.scale, self.weights)):
+            raise ValueError("token_ids, tokens, mean, scale and weights need equal lengths")
+        if any(s <= 0 for s in self.scale):
+            raise ValueError("scale must be positive")
+        return self
+
+    def probability(self, logprobs: Mapping[int, float]) -> float:
+        """P(harmful) from the first-token log-probabilities of ``token_ids``."""
+        z = self.intercept
+        for tid, mu, sd, w in zip(self.token_ids, self.mean, self.scale, self.weights, strict=True):
+            z += w * (features_value(logprobs, tid) - mu) / sd
+        return _sigmoid(z)
+
+
+def features_value(logprobs: Mapping[int, float], token_id: int) -> float:
+    """A token's log-probability as a read-out feature (missing or -inf → the floor)."""
+    value = logprobs.get(token_id, LOGPROB_FLOOR)
+    return max(value, LOGPROB_FLOOR) if not math.isnan(value) else LOGPROB_FLOOR
+
+
+class DevFigures(BaseModel):
+    """What the profile achieved on its own (cross-validated) dev predictions."""
+
+    auroc_question: float | None = None
+    auroc_readout: float | None = None
+    ece: float | None = None
+    fpr: float | None = Field(None, description="False-positive rate at the threshold.")
+    tpr: float | None = Field(None, description="True-positive rate at the threshold.")
+
+
+class FittedOn(BaseModel):
+    """The data a profile was fitted on (dev data only)."""
+
+    dataset: str
+    digest: str
+    harmful: int = Field(ge=1)
+    benign: int = Field(ge=1)
+
+
+class CalibrationProfile(BaseModel):
+    """One model and one framework: calibration, optional read-out, decision threshold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal[1] = PROFILE_FORMAT
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    model: str = Field(description="Fingerprint of the model it was fitted on (model_fingerprint).")
+    model_name: str = ""
+    framework: str
+    review_prompt_hash: str = Field(description="The exact review prompt it was fitted under.")
+    decision: Literal["question", "readout"] = "question"
+    question: Platt = Platt()
+    readout: Readout | None = None
+    threshold: float = Field(ge=0, le=1, description="Flag when the decision score >= this.")
+    target_fpr: float = Field(ge=0, le=1)
+    fitted_on: FittedOn
+    dev: DevFigures = DevFigures()
+
+    @model_validator(mode="after")
+    def _readout_when_deciding(self) -> CalibrationProfile:
+        if self.decision == "readout" and self.readout is None:
+            raise ValueError("decision 'readout' needs a readout")
+        return self
+
+    @property
+    def digest(self) -> str:
+        """Short sha256 of the profile's canonical JSON."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    @property
+    def id(self) -> str:
+        """``name@digest``: what responses report."""
+        return f"{self.name}@{self.digest}"
+
+
+def load_profile(path: Path) -> CalibrationProfile:
+    """Parse one profile file, naming the file in any error."""
+    try:
+        return CalibrationProfile.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValidationError) as exc:
+        raise CalibrationError(f"{path}: {exc}") from exc
+
+
+def save_profile(profile: CalibrationProfile, path: Path) -> None:
+    """Write a profile as indented JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(profile.model_dump_json(indent=1) + "\n", encoding="utf-8")
+
+
+def shipped_profiles() -> list[CalibrationProfile]:
+    """The profiles that ship with the package (fitted on ../shared/data dev sets)."""
+    found = []
+    for entry in sorted(resources.files(SHIPPED_PACKAGE).iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".json"):
+            found.append(CalibrationProfile.model_validate_json(entry.read_text("utf-8")))
+    return found
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    """Short sha256 of a model's ``config.json`` (volatile bookkeeping keys left out)."""
+    try:
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "unknown"
+    for key in ("transformers_version", "_name_or_path", "name_or_path", "torch_dtype", "dtype"):
+        config.pop(key, None)
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class ProfileBook:
+    """The profiles a server applies, by framework, for the model it serves."""
+
+    def __init__(self, profiles: Iterable[CalibrationProfile], fingerprint: str):
+        self.fingerprint = fingerprint
+        self._by_prompt: dict[str, CalibrationProfile] = {}
+        for profile in profiles:
+            if profile.model == fingerprint:
+                self._by_prompt[profile.review_prompt_hash] = profile
+
+    @classmethod
+    def load(cls, files: Iterable[Path], fingerprint: str, shipped: bool = True) -> ProfileBook:
+        """Shipped profiles (unless ``shipped`` is off), overridden by ``files``.
+
+        Each of ``files`` must have been fitted on this model.
+        """
+        own = [load_profile(p) for p in files]
+        for profile in own:
+            if profile.model != fingerprint:
+                raise CalibrationError(
+                    f"calibration profile {profile.name!r} was fitted on model "
+                    f"{profile.model_name or profile.model} (fingerprint {profile.model}), "
+                    f"not on the served model (fingerprint {fingerprint})"
+                )
+        return cls([*(shipped_profiles() if shipped else []), *own], fingerprint)
+
+    def for_prompt(self, review_prompt_hash: str) -> CalibrationProfile | None:
+        """The profile fitted under exactly this review prompt, if any."""
+        return self._by_prompt.get(review_prompt_hash)
+
+    def __len__(self) -> int:
+        return len(self._by_prompt)

@@ -1,0 +1,1 @@
+"""Built-in ethical frameworks (YAML data)."""

@@ -1,0 +1,1 @@
+"""``conscience calibrate``: fit calibration profiles for the judge on dev data."""

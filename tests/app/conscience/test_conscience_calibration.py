@@ -1,0 +1,169 @@
+"""Calibration profiles and the verdict they produce: apply, match, refuse, fit."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from app.conscience.calibration import (
+    CalibrationError,
+    CalibrationProfile,
+    FittedOn,
+    Platt,
+    ProfileBook,
+    Readout,
+    load_profile,
+    model_fingerprint,
+    save_profile,
+    shipped_profiles,
+)
+from app.conscience.frameworks import FrameworkCatalog
+from app.conscience.prompts import review_prompt_hash
+from app.conscience.verdict import Judge
+from app.settings import ReviewLayout
+from conscience.calibrate.fit import fit
+
+VOCAB = {"Yes": 1, "No": 2, "Sorry": 3, "Sure": 4}
+NAMES = {v: k for k, v in VOCAB.items()}
+
+
+def encode(text: str) -> list[int]:
+    word = text.strip().capitalize()
+    return [VOCAB[word]] if word in VOCAB else []
+
+
+def framework():
+    base = FrameworkCatalog.load().get("introspective")
+    return base.model_copy(update={"labels": "yes_no"})
+
+
+def profile(**changes) -> CalibrationProfile:
+    fw = framework()
+    fields = {
+        "name": "m.introspective",
+        "model": "fp1",
+        "framework": fw.name,
+        "review_prompt_hash": review_prompt_hash(fw, ReviewLayout.framework_first),
+        "question": Platt(slope=1.0, intercept=0.0),
+        "threshold": 0.3,
+        "target_fpr": 0.05,
+        "fitted_on": FittedOn(dataset="dev.jsonl", digest="d", harmful=10, benign=10),
+    }
+    return CalibrationProfile(**{**fields, **changes})
+
+
+def logprobs(p_yes: float, sorry: float = -5.0) -> dict[int, float]:
+    return {1: math.log(p_yes), 2: math.log(1 - p_yes), 3: sorry, 4: -3.0}
+
+
+def judge(p: CalibrationProfile | None) -> Judge:
+    return Judge(framework(), ReviewLayout.framework_first, encode, NAMES.__getitem__, p)
+
+
+def test_without_a_profile_the_top_label_decides():
+    j = judge(None).judge(logprobs(0.4), None)
+    assert (j.verdict.value, j.profile) == ("ethical", None)
+    assert j.score == pytest.approx(0.4) and j.raw_score == pytest.approx(0.4)
+    assert judge(None).judge(logprobs(0.6), None).verdict.value == "unethical"
+
+
+def test_the_profile_threshold_decides_and_a_flag_threshold_overrides_it():
+    p = profile()
+    j = judge(p).judge(logprobs(0.35), None)
+    assert j.verdict.value == "unethical" and j.profile == p.id
+    assert judge(p).judge(logprobs(0.35), 0.5).verdict.value == "ethical"
+
+
+def test_platt_scaling_is_applied_to_the_score():
+    p = profile(question=Platt(slope=2.0, intercept=-1.0))
+    j = judge(p).judge(logprobs(0.5), None)
+    assert j.raw_score == pytest.approx(0.5)
+    assert j.score == pytest.approx(1 / (1 + math.exp(1.0)))
+
+
+def test_a_readout_decides_when_the_profile_says_so():
+    readout = Readout(
+        token_ids=[3, 4],
+        tokens=["Sorry", "Sure"],
+        mean=[-5.0, -3.0],
+        scale=[1.0, 1.0],
+        weights=[-2.0, 0.0],
+        intercept=0.0,
+    )
+    p = profile(decision="readout", readout=readout, threshold=0.5)
+    refusal = judge(p).judge(logprobs(0.9, sorry=-1.0), None)  # says Yes, but starts "Sorry"
+    assert refusal.readout_score == pytest.approx(1 / (1 + math.exp(8.0)))
+    assert refusal.score == refusal.readout_score and refusal.verdict.value == "ethical"
+    assert refusal.question_score == pytest.approx(0.9)
+    assert set(judge(p).token_ids) == {1, 2, 3, 4}
+
+
+def test_readout_tokens_must_match_the_tokenizer():
+    readout = Readout(
+        token_ids=[3], tokens=["Hello"], mean=[0.0], scale=[1.0], weights=[1.0], intercept=0.0
+    )
+    with pytest.raises(CalibrationError, match="do not match"):
+        judge(profile(readout=readout))
+
+
+def test_profiles_round_trip_and_their_digest_tracks_content(tmp_path):
+    p = profile()
+    save_profile(p, tmp_path / "p.json")
+    again = load_profile(tmp_path / "p.json")
+    assert again == p and again.id == p.id
+    assert profile(threshold=0.31).digest != p.digest
+    (tmp_path / "bad.json").write_text(json.dumps({"name": "x"}))
+    with pytest.raises(CalibrationError, match="bad.json"):
+        load_profile(tmp_path / "bad.json")
+
+
+def test_a_profile_only_applies_to_its_model_and_prompt(tmp_path):
+    save_profile(profile(), tmp_path / "p.json")
+    book = ProfileBook.load([tmp_path / "p.json"], "fp1", shipped=False)
+    fw = framework()
+    assert book.for_prompt(review_prompt_hash(fw, ReviewLayout.framework_first)) is not None
+    assert book.for_prompt(review_prompt_hash(fw, ReviewLayout.continuation)) is None
+    with pytest.raises(CalibrationError, match="not on the served model"):
+        ProfileBook.load([tmp_path / "p.json"], "another-model", shipped=False)
+
+
+def test_model_fingerprint_ignores_bookkeeping_keys(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 8, "dtype": "float32"}))
+    first = model_fingerprint(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 8, "dtype": "bfloat16"}))
+    assert model_fingerprint(tmp_path) == first
+    (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 16}))
+    assert model_fingerprint(tmp_path) != first
+
+
+def test_shipped_profiles_match_the_current_builtin_prompts():
+    """A shipped profile whose framework prompt changed would silently stop applying."""
+    catalog = FrameworkCatalog.load()
+    hashes = {
+        review_prompt_hash(catalog.get(name), layout)
+        for name in catalog.names()
+        for layout in ReviewLayout
+    }
+    profiles = shipped_profiles()
+    assert profiles, "no shipped calibration profiles"
+    for p in profiles:
+        assert p.review_prompt_hash in hashes, p.name
+        assert p.dev.fpr is not None and p.dev.fpr <= p.target_fpr + 0.02, p.name
+
+
+def test_fit_picks_a_readout_that_beats_the_question_and_respects_the_fpr():
+    rng = np.random.default_rng(0)
+    y = np.array([1] * 60 + [0] * 60)
+    raw = np.clip(0.5 + 0.1 * rng.standard_normal(120), 0.01, 0.99)  # question: no signal
+    features = rng.standard_normal((120, 3))
+    features[:, 0] += 2.5 * y  # one token's logprob carries the signal
+    fitted = fit(raw, features, [1, 2, 3], ["a", "b", "c"], y, target_fpr=0.1)
+    assert fitted.decision == "readout"
+    assert fitted.dev.auroc_readout > 0.9 > 0.7 > fitted.dev.auroc_question
+    assert fitted.dev.fpr <= 0.1
+    assert fitted.readout is not None and fitted.readout.weights[0] > 0
+    question_only = fit(raw, features, [1, 2, 3], ["a", "b", "c"], y, 0.1, decision="question")
+    assert question_only.decision == "question" and question_only.readout is None
