@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import hmac
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Security
+from fastapi.security import HTTPBearer
 
 from app.adapters import AdapterManager, AdapterStatus
 from app.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
+from app.openapi import errors, request_body
 from app.protocol import PinRequest
 from app.routes import parse_body, read_body, state_of
 
+ADMIN_KEY = HTTPBearer(scheme_name="AdminKey", auto_error=False, description="--admin-key")
 
-def require_admin_key(request: Request) -> None:
+
+def require_admin_key(request: Request, _: object = Security(ADMIN_KEY)) -> None:
     """401 unless the bearer token is the admin key; 403 when no admin key is configured."""
     key = state_of(request).settings.admin_key
     if key is None:
@@ -22,7 +26,9 @@ def require_admin_key(request: Request) -> None:
         raise AuthenticationFailed("Missing or invalid admin key (Authorization: Bearer <key>).")
 
 
-admin = APIRouter(prefix="/admin", dependencies=[Depends(require_admin_key)])
+admin = APIRouter(
+    prefix="/admin", dependencies=[Depends(require_admin_key)], responses=errors(400, 401, 403)
+)
 
 
 def manager_of(request: Request) -> AdapterManager:
@@ -38,7 +44,9 @@ async def adapter_status(request: Request) -> AdapterStatus:
     return await manager_of(request).status()
 
 
-@admin.post("/adapters/pin")
+@admin.post(
+    "/adapters/pin", openapi_extra=request_body(PinRequest), responses=errors(404, 409, 413)
+)
 async def pin_adapter(request: Request) -> AdapterStatus:
     """Serve one version and stop following the manifest."""
     manager = manager_of(request)
@@ -47,7 +55,7 @@ async def pin_adapter(request: Request) -> AdapterStatus:
     return await manager.status()
 
 
-@admin.post("/adapters/follow")
+@admin.post("/adapters/follow", responses=errors(409))
 async def follow_manifest(request: Request) -> AdapterStatus:
     """Resume following the manifest's current version."""
     manager = manager_of(request)
@@ -55,7 +63,7 @@ async def follow_manifest(request: Request) -> AdapterStatus:
     return await manager.status()
 
 
-@admin.post("/adapters/rollback")
+@admin.post("/adapters/rollback", responses=errors(404, 409))
 async def rollback_adapter(request: Request) -> AdapterStatus:
     """Pin the previous good version."""
     manager = manager_of(request)

@@ -7,7 +7,7 @@ tears it down in ``finally``.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -19,6 +19,7 @@ from app import metrics
 from app.admin import admin
 from app.engine import Engine
 from app.errors import ConscienceError, InvalidRequest
+from app.openapi import install_openapi
 from app.routes import public, v1
 from app.settings import Settings
 from app.state import ServerState
@@ -45,13 +46,14 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(v1)
     app.include_router(admin)
     _install_error_handlers(app)
+    install_openapi(app)
     return app
 
 
-def error_response(exc: ConscienceError) -> JSONResponse:
+def error_response(exc: ConscienceError, headers: Mapping[str, str] | None = None) -> JSONResponse:
     """The OpenAI-shaped error response for a typed error."""
     metrics.REQUEST_ERRORS.labels(str(exc.status_code)).inc()
-    return JSONResponse(exc.body(), status_code=exc.status_code)
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -72,7 +74,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         error = ConscienceError(str(exc.detail))
         error.status_code = exc.status_code
         error.error_type = _HTTP_TYPES.get(exc.status_code, "invalid_request_error")
-        return error_response(error)
+        return error_response(error, exc.headers)  # e.g. Allow on a 405
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
