@@ -17,8 +17,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     CONSCIENCE_QUEUE=sqlite:////var/lib/conscience/pairs.db \
     VLLM_CPU_KVCACHE_SPACE=4
 # Prepare the default model at build time so the container starts offline.
-# (Qwen2.5-Coder-0.5B-Instruct: about 0.5 GB fetched, 2.5 GB of float32 safetensors kept.)
-RUN conscience models prepare qwen2.5-coder-0.5b --cache-dir /var/cache/conscience
+# Both named models (Qwen2.5-Coder-0.5B-Instruct, the default: 2.5 GB of float32 safetensors;
+# SmolLM2-135M-Instruct: 0.5 GB); CONSCIENCE_MODEL=smollm2-135m picks the small one.
+RUN conscience models prepare qwen2.5-coder-0.5b --cache-dir /var/cache/conscience \
+    && conscience models prepare smollm2-135m --cache-dir /var/cache/conscience
 VOLUME ["/var/lib/conscience", "/var/lib/conscience/adapters"]
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health')"
