@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from app.queue import PairQueue, QueueError, open_queue
+from app.queue.imports import IMPORTED_FRAMEWORK, read_pairs
 
 DEFAULT_QUEUE = "sqlite:///var/conscience/pairs.db"
 
@@ -100,10 +101,25 @@ def export_(
 @queue_app.command("import")
 def import_(
     file: Annotated[Path, typer.Argument(help="JSONL file to read.")],
+    framework: Annotated[
+        str,
+        typer.Option(help="Framework plain TRL rows (prompt/chosen/rejected) are filed under."),
+    ] = IMPORTED_FRAMEWORK,
     queue: QueueUrl = DEFAULT_QUEUE,
 ) -> None:
-    """Produce every record of a JSONL file (all lines validated first; ids deduplicated)."""
-    count = _run(queue, lambda q: q.import_records(file))
+    """Produce every pair of a JSONL file: records from `export`, or plain TRL preference rows.
+
+    Plain rows ({prompt, chosen, rejected} as chat messages or strings) get source import,
+    verdict unknown and --framework. All lines are validated first (a bad line names its
+    number and nothing is imported); ids already queued are skipped.
+    """
+
+    def produce(q: PairQueue) -> int:
+        records = read_pairs(file, framework)
+        q.produce(records)
+        return len(records)
+
+    count = _run(queue, produce)
     typer.echo(f"imported {count} records from {file}")
 
 
