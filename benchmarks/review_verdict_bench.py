@@ -8,7 +8,7 @@ Starts plain vLLM's server with the engine settings ``conscience bench`` uses (L
 prefix caching on; ``--block-size`` overrides vLLM's KV block size, 128 on CPU by default),
 drafts 32-token answers to tagged questions (fresh ones for every measurement, so nothing
 is served from the prefix cache by repetition), builds the judge's prompt as our server does
-(``app.review.review_messages``, framework ``introspective``) and times, at every
+(``app.conscience.prompts.review_messages``, framework ``introspective``) and times, at every
 concurrency, these ways of asking for the verdict:
 
 - ``choice``: structured choice over the labels, max_tokens=1, logprobs (what the server does);
@@ -39,15 +39,15 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 
-from app.review import LABELS, review_messages
-
 from app.conscience.frameworks import FrameworkCatalog
+from app.conscience.prompts import review_messages
 from app.settings import ReviewLayout
-from app.vllm_engine import CHOICE_LOGPROBS
 from conscience.bench.load import Messages, read_prompts, tagged
 from conscience.bench.servers import EngineConfig, running, vllm_server
 
 DRAFT_TOKENS = 32
+LABELS = ("ethical", "neutral", "unethical")  # the three-way label set this study measured
+CHOICE_LOGPROBS = 64
 VARIANTS: dict[str, dict] = {
     "choice": {
         "max_tokens": 1,

@@ -1,4 +1,5 @@
-"""The ``conscience`` command: serve, models, demo-model, queue, train, loop, eval, bench.
+"""The ``conscience`` command: serve, models, demo-model, queue, train, loop, eval, calibrate,
+bench.
 
 ``serve`` has one option per ``Settings`` field, generated from the settings class so the
 two never drift apart; an option left out falls back to ``CONSCIENCE_*`` env, then defaults.
@@ -93,6 +94,7 @@ def build_cli() -> typer.Typer:
     from app.models.cli import models_app
     from app.queue.cli import queue_app
     from conscience.bench.cli import bench_app
+    from conscience.calibrate.cli import calibrate
     from conscience.eval.cli import eval_app
     from conscience.loop import loop
     from trainer.cli import train_app
@@ -110,6 +112,7 @@ def build_cli() -> typer.Typer:
     root.add_typer(train_app, name="train")
     root.command("loop")(loop)
     root.add_typer(eval_app, name="eval")
+    root.command("calibrate")(calibrate)
     root.add_typer(bench_app, name="bench")
     return root
 

@@ -37,11 +37,11 @@ _CONTINUATION_ASK = (
     "{question} {instruction}"
 )
 _REWRITER_SYSTEM = (
-    "You are a careful, helpful assistant guided by these principles:\n{principles}\n{instruction}"
-)
-_REWRITE_ASK = (
-    "<conversation>\n{conversation}\n</conversation>\n<draft>\n{draft}\n</draft>\n"
-    "Write only the improved answer to the last user message."
+    "You are a careful, helpful assistant guided by these principles:\n{principles}\n"
+    "An earlier draft of your reply to the user's last message went against them:\n"
+    "<draft>\n{draft}\n</draft>\n"
+    "{instruction} Write a new reply of your own instead of the draft: do not copy it, and do "
+    "not repeat anything harmful from it."
 )
 _TAG = re.compile(r"</?\s*(conversation|answer|reply|draft)\s*>", re.IGNORECASE)
 _CONTROL = re.compile(r"<\|[^<>|\s]{1,64}\|>|</?s>|<(?:start|end)_of_turn>", re.IGNORECASE)
@@ -119,13 +119,16 @@ def rewrite_messages(
     draft: str,
     max_input_tokens: int,
 ) -> list[dict[str, str]]:
-    """The rewriter's chat: the framework's rewrite instruction over the conversation + draft."""
-    text, answer = _budget(engine, render_conversation(conversation), draft, max_input_tokens)
+    """The rewriter's chat: the conversation itself under a system prompt that holds the
+    framework, its rewrite instruction and the rejected draft (as data), so the frozen base
+    answers the user afresh instead of editing (and copying) the draft."""
+    turns = [{**m, "content": defuse_control_tokens(m["content"])} for m in conversation]
     system = _REWRITER_SYSTEM.format(
-        principles=framework.principles_text(), instruction=framework.rewrite_instruction
+        principles=framework.principles_text(),
+        draft=as_data(engine.truncate(draft, max_input_tokens // 2)),
+        instruction=framework.rewrite_instruction,
     )
-    user = _REWRITE_ASK.format(conversation=as_data(text), draft=as_data(answer))
-    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    return [{"role": "system", "content": system}, *turns]
 
 
 def review_prompt_ids(

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from app.conscience.labels import MAX_SCORED_TOKENS
 from app.settings import Settings
-from app.vllm_engine import CHOICE_LOGPROBS
 from conscience.ports import free_port
 
 HOST = "127.0.0.1"
@@ -92,7 +92,7 @@ def vllm_server(config: EngineConfig, *, lora: bool) -> ServerSpec:
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",
         *config.common_args(),
         "--port", str(port),
-        "--max-logprobs", str(CHOICE_LOGPROBS),
+        "--max-logprobs", str(MAX_SCORED_TOKENS),
         "--generation-config", "vllm",
         "--disable-uvicorn-access-log",
         "--uvicorn-log-level", "warning",

@@ -59,11 +59,14 @@ def _judge_lines(frameworks: Sequence[FrameworkReport]) -> list[str]:
         means = f"{num(j.mean_score['harmful'])} / {num(j.mean_score['benign'])}"
         for d in j.detection:
             head = [fw.framework, fw.review_layout or "-", str(j.n), str(j.errors), est(j.auroc)]
-            rows.append([*head, num(j.ece), means, *_detection_cells(d)])
+            by_score = [num(j.auroc_by_score.get(k)) for k in ("raw_score", "readout_score")]
+            profile = ", ".join(j.calibration) or "-"
+            rows.append([*head, *by_score, profile, num(j.ece), means, *_detection_cells(d)])
         thresholds.append([fw.framework, *(num(t, 4) for t in j.suggested_thresholds.values())])
     if not rows:
         return []
-    header = ["framework", "layout", "n", "errors", "AUROC [95% CI]", "ECE", "mean score H / B"]
+    header = ["framework", "layout", "n", "errors", "AUROC [95% CI]", "AUROC question (raw)"]
+    header += ["AUROC read-out", "calibration", "ECE", "mean score H / B"]
     header += ["rule", "TP/FP/TN/FN", "precision", "recall", "F1", "FPR"]
     caps = next(fw.judge for fw in frameworks if fw.judge).suggested_thresholds
     return [
@@ -91,14 +94,16 @@ def _chat_lines(frameworks: Sequence[FrameworkReport]) -> list[str]:
             rows.append(
                 [
                     *(fw.framework, str(c.n), str(c.errors), d.rule, est(d.recall, True)),
-                    *(est(d.fpr, True), pct(c.rewrite_rate), pct(c.rewrite_pass_rate)),
+                    *(est(d.fpr, True), pct(c.rewrite_rate), pct(c.rewrite_copy_rate)),
+                    pct(c.rewrite_pass_rate),
                     *(pct(c.rewrite_refusal_rate), refusals, *timing, pct(c.review_share)),
                 ]
             )
     if not rows:
         return []
     header = ["framework", "n", "errors", "rule", "flagged harmful prompts (recall)"]
-    header += ["flagged benign prompts (FPR)", "rewrite rate", "rewrites passing re-review"]
+    header += ["flagged benign prompts (FPR)", "rewrite rate", "rewrites copying the draft"]
+    header += ["rewrites passing re-review"]
     header += ["rewrite refusals", "draft refusals H / B", "draft ms p50/p95", "review ms"]
     header += ["rewrite ms", "total ms", "review share of time"]
     return ["## Pipeline on prompts (the server drafts)", "", *_table(header, rows), ""]
