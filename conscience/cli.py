@@ -64,13 +64,21 @@ def serve(**given: Any) -> None:
     import logging
 
     import uvicorn
+    from pydantic import ValidationError
 
     from app.models import ModelSourceError, resolve_model, served_name
     from app.server import create_app
     from app.settings import Settings
 
     overrides = {k: v for k, v in given.items() if v is not None and v != []}
-    settings = Settings(**overrides)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        console.print(f"[red]error:[/red] invalid settings: {problems}", soft_wrap=True)
+        sys.exit(2)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:
         model_dir = resolve_model(
