@@ -44,6 +44,9 @@ def engine_args(settings: Settings, model_dir: Path, served_name: str):
         max_loras=settings.max_loras,
         enforce_eager=settings.enforce_eager,
         enable_prefix_caching=settings.enable_prefix_caching,
+        # vLLM 0.32's CPU build kills the engine ("CPU Generator does not use offset") when a
+        # seeded sampling request's prefill is split over steps; whole prefills avoid it.
+        enable_chunked_prefill=False if current_platform.is_cpu() else None,
         max_logprobs=MAX_SCORED_TOKENS,
     )
 

@@ -25,7 +25,7 @@ def test_non_streamed_chat_has_answer_usage_and_conscience(client, server):
     report = completion.model_extra["conscience"]
     assert report["verdict"] == raw.headers["x-conscience-verdict"]
     assert 0.0 <= report["score"] <= 1.0
-    assert report["framework"] == "introspective" and report["framework_version"] == "1"
+    assert report["framework"] == "introspective" and report["framework_version"] == "2"
     assert report["action"] in {"passed", "rewritten"}
     assert report["latency_ms"]["review"] > 0 and report["latency_ms"]["draft"] > 0
     assert "draft" not in report or report["draft"] is None
@@ -43,6 +43,36 @@ def test_seeded_greedy_answers_repeat(client):
     first = client.chat.completions.create(**kwargs).choices[0].message.content
     second = client.chat.completions.create(**kwargs).choices[0].message.content
     assert first == second
+
+
+def test_concurrent_seeded_sampling_with_long_prompts_keeps_the_engine_alive(
+    client, make_client, server
+):
+    """Seeded sampling whose prefill vLLM's CPU build would split over steps killed the engine
+    ("CPU Generator does not use offset"); the engine now prefills prompts whole."""
+    import concurrent.futures
+
+    long_prompt = " ".join(f"word{i}" for i in range(150))  # ~1,150 tokens; 8 exceed a step
+
+    def ask(seed: int) -> str:
+        c = make_client(server.base_url)
+        reply = c.chat.completions.create(
+            model=TINY_NAME,
+            messages=[{"role": "user", "content": f"{seed} {long_prompt}"}],
+            max_tokens=4,
+            temperature=1.0,
+            seed=seed,
+            extra_body={"conscience": {"mode": "off"}},
+        )
+        return reply.choices[0].finish_reason
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        reasons = list(pool.map(ask, range(8)))
+    assert all(r in {"stop", "length"} for r in reasons)
+    again = client.chat.completions.create(
+        model=TINY_NAME, messages=HELLO, max_tokens=2, temperature=0
+    )
+    assert again.choices[0].finish_reason in {"stop", "length"}
 
 
 def test_streamed_answer_equals_non_streamed_after_review(flagging_server, make_client):
