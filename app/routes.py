@@ -87,7 +87,11 @@ async def ready(request: Request) -> dict:
     return {"status": "ready"}
 
 
-@public.get("/metrics")
+@public.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+)
 async def prometheus_metrics() -> Response:
     """Prometheus exposition of the default registry (ours and vLLM's series)."""
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
