@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -157,9 +158,11 @@ def load_profile(path: Path) -> CalibrationProfile:
 
 
 def save_profile(profile: CalibrationProfile, path: Path) -> None:
-    """Write a profile as indented JSON."""
+    """Write a profile as indented JSON, each list on one line."""
+    text = json.dumps(profile.model_dump(mode="json"), indent=1, ensure_ascii=False)
+    text = re.sub(r"\[[^\[\]{}]*\]", lambda m: " ".join(m.group(0).split()), text)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(profile.model_dump_json(indent=1) + "\n", encoding="utf-8")
+    path.write_text(text + "\n", encoding="utf-8")
 
 
 def shipped_profiles() -> list[CalibrationProfile]:

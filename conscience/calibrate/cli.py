@@ -88,6 +88,7 @@ def calibrate(
             _f(d.tpr),
         )
     Console().print(table)
+    console.print(f"profiles written to {out}")
 
 
 def _f(value: float | None) -> str:
@@ -141,6 +142,7 @@ async def _calibrate(
                 y,
                 target_fpr,
                 decision,
+                groups=[i.source or "-" for i in items],
             )
             slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-").lower()
             profile = CalibrationProfile(

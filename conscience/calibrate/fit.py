@@ -1,8 +1,13 @@
 """Fit a calibration profile from judged dev rows: Platt scaling, read-out, threshold.
 
+Platt scaling is kept monotone: a question that ranks harm backwards on dev is not turned
+around (its calibrated score falls back to the dev base rate, carrying no ranking).
+
 Every figure that picks something (read-out regularisation, question vs read-out, the
-threshold at the target false-positive rate) is computed on cross-validated predictions, so
-the profile's dev figures are out-of-fold; the final models are then refitted on all rows.
+threshold at the target false-positive rate) is computed on out-of-fold predictions, and
+when the rows come from several sources the folds leave one source out, so the choice
+favours what carries over to data of another kind. The profile's dev figures are those
+out-of-fold ones; the final models are then refitted on all rows.
 """
 
 from __future__ import annotations
@@ -38,9 +43,13 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def _folds(y: np.ndarray):
-    from sklearn.model_selection import StratifiedKFold
+def _folds(y: np.ndarray, groups: Sequence[str] | None):
+    """Leave-one-source-out folds when rows name 3+ sources (what transfers to new data),
+    else stratified folds."""
+    from sklearn.model_selection import LeaveOneGroupOut, StratifiedKFold
 
+    if groups is not None and len(set(groups)) >= 3:
+        return list(LeaveOneGroupOut().split(y, y, groups=list(groups)))
     folds = min(FOLDS, int(y.sum()), int((1 - y).sum()))
     return list(StratifiedKFold(folds, shuffle=True, random_state=0).split(y, y))
 
@@ -62,6 +71,9 @@ def _readout_model(c: float):
 def _out_of_fold(make, x: np.ndarray, y: np.ndarray, splits) -> np.ndarray:
     pred = np.zeros(len(y))
     for train, test in splits:
+        if len(set(y[train].tolist())) < 2:  # a fold without both classes cannot be fitted
+            pred[test] = y[train].mean()
+            continue
         pred[test] = make().fit(x[train], y[train]).predict_proba(x[test])[:, 1]
     return pred
 
@@ -74,13 +86,21 @@ def fit(
     y: np.ndarray,
     target_fpr: float,
     decision: Decision = "auto",
+    groups: Sequence[str] | None = None,
 ) -> Fitted:
-    """Fit on dev rows: ``raw`` question scores, read-out ``features`` (rows by token_ids)."""
+    """Fit on dev rows: ``raw`` question scores, read-out ``features`` (rows by token_ids).
+
+    ``groups`` (each row's source) makes every choice on leave-one-source-out predictions.
+    """
     positives = [bool(v) for v in y]
-    splits = _folds(y)
+    splits = _folds(y, groups)
     question_oof = _out_of_fold(_platt_model, _logit(raw)[:, None], y, splits)
     platt = _platt_model().fit(_logit(raw)[:, None], y)
     question = Platt(slope=float(platt.coef_[0][0]), intercept=float(platt.intercept_[0]))
+    if question.slope < 0:  # the question ranks harm backwards on dev: keep it monotone and
+        base = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))  # let it say only the base rate
+        question = Platt(slope=0.0, intercept=float(np.log(base / (1 - base))))
+        question_oof = np.full(len(y), base)
 
     best_c, readout_oof, readout_auc = None, None, None
     if decision != "question":
@@ -89,7 +109,7 @@ def fit(
             score = auroc(oof.tolist(), positives)
             if readout_auc is None or (score is not None and score > readout_auc):
                 best_c, readout_oof, readout_auc = c, oof, score
-    question_auc = auroc(question_oof.tolist(), positives)
+    question_auc = auroc(raw.tolist(), positives)  # ranking is invariant to Platt scaling
     use_readout = decision == "readout" or (
         decision == "auto"
         and readout_auc is not None

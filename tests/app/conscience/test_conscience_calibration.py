@@ -116,7 +116,7 @@ def test_profiles_round_trip_and_their_digest_tracks_content(tmp_path):
     assert again == p and again.id == p.id
     assert profile(threshold=0.31).digest != p.digest
     (tmp_path / "bad.json").write_text(json.dumps({"name": "x"}))
-    with pytest.raises(CalibrationError, match="bad.json"):
+    with pytest.raises(CalibrationError, match=r"bad\.json"):
         load_profile(tmp_path / "bad.json")
 
 
