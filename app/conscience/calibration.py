@@ -98,6 +98,9 @@ class DevFigures(BaseModel):
 
     auroc_question: float | None = None
     auroc_readout: float | None = None
+    auroc_readout_by_source: float | None = Field(
+        None, description="The read-out's AUROC with each source of the dev rows held out."
+    )
     ece: float | None = None
     fpr: float | None = Field(None, description="False-positive rate at the threshold.")
     tpr: float | None = Field(None, description="True-positive rate at the threshold.")

@@ -75,14 +75,18 @@ def calibrate(
     except (CalibrateError, DatasetError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}", soft_wrap=True, highlight=False)
         raise typer.Exit(1) from None
-    table = Table("profile", "decision", "AUROC question", "AUROC read-out", "ECE", "FPR", "TPR")
-    for path, p in profiles:
+    table = Table(
+        "profile", "decision", "AUROC question", "AUROC read-out", "read-out, source held out",
+        "ECE", "FPR", "TPR",
+    )  # fmt: skip
+    for _, p in profiles:
         d = p.dev
         table.add_row(
-            str(path),
+            p.name,
             p.decision,
             _f(d.auroc_question),
             _f(d.auroc_readout),
+            _f(d.auroc_readout_by_source),
             _f(d.ece),
             _f(d.fpr),
             _f(d.tpr),
@@ -166,6 +170,15 @@ async def _calibrate(
             )
             path = out / f"{profile.name}.json"
             save_profile(profile, path)
+            np.savez(  # the judged features, to study or refit without the engine
+                out / f"{profile.name}.features.npz",
+                raw=judged.raw,
+                features=judged.features,
+                token_ids=np.array(judged.token_ids),
+                y=y,
+                sources=np.array([i.source or "-" for i in items]),
+                ids=np.array([i.id for i in items]),
+            )
             written.append((path, profile))
     finally:
         engine.shutdown()

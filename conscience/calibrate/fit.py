@@ -4,10 +4,11 @@ Platt scaling is kept monotone: a question that ranks harm backwards on dev is n
 around (its calibrated score falls back to the dev base rate, carrying no ranking).
 
 Every figure that picks something (read-out regularisation, question vs read-out, the
-threshold at the target false-positive rate) is computed on out-of-fold predictions, and
-when the rows come from several sources the folds leave one source out, so the choice
-favours what carries over to data of another kind. The profile's dev figures are those
-out-of-fold ones; the final models are then refitted on all rows.
+threshold at the target false-positive rate) is computed on stratified 5-fold out-of-fold
+predictions; the profile's dev figures are those out-of-fold ones, and the final models are
+then refitted on all rows. When the rows name several sources, the read-out's
+leave-one-source-out AUROC is reported beside them (not used to choose: with single-class
+sources held out, pooled predictions of different fits mix calibrations and understate it).
 """
 
 from __future__ import annotations
@@ -43,15 +44,17 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def _folds(y: np.ndarray, groups: Sequence[str] | None):
-    """Leave-one-source-out folds when rows name 3+ sources (what transfers to new data),
-    else stratified folds."""
-    from sklearn.model_selection import LeaveOneGroupOut, StratifiedKFold
+def _folds(y: np.ndarray):
+    from sklearn.model_selection import StratifiedKFold
 
-    if groups is not None and len(set(groups)) >= 3:
-        return list(LeaveOneGroupOut().split(y, y, groups=list(groups)))
     folds = min(FOLDS, int(y.sum()), int((1 - y).sum()))
     return list(StratifiedKFold(folds, shuffle=True, random_state=0).split(y, y))
+
+
+def _source_folds(y: np.ndarray, groups: Sequence[str]):
+    from sklearn.model_selection import LeaveOneGroupOut
+
+    return list(LeaveOneGroupOut().split(y, y, groups=list(groups)))
 
 
 def _platt_model():
@@ -90,10 +93,11 @@ def fit(
 ) -> Fitted:
     """Fit on dev rows: ``raw`` question scores, read-out ``features`` (rows by token_ids).
 
-    ``groups`` (each row's source) makes every choice on leave-one-source-out predictions.
+    With ``groups`` (each row's source, 3 or more sources) the read-out's leave-one-source-out
+    AUROC is reported too, as a check of how it carries over to data of another kind.
     """
     positives = [bool(v) for v in y]
-    splits = _folds(y, groups)
+    splits = _folds(y)
     question_oof = _out_of_fold(_platt_model, _logit(raw)[:, None], y, splits)
     platt = _platt_model().fit(_logit(raw)[:, None], y)
     question = Platt(slope=float(platt.coef_[0][0]), intercept=float(platt.intercept_[0]))
@@ -110,6 +114,10 @@ def fit(
             if readout_auc is None or (score is not None and score > readout_auc):
                 best_c, readout_oof, readout_auc = c, oof, score
     question_auc = auroc(raw.tolist(), positives)  # ranking is invariant to Platt scaling
+    loso_auc = None
+    if best_c is not None and groups is not None and len(set(groups)) >= 3:
+        loso = _out_of_fold(lambda: _readout_model(best_c), features, y, _source_folds(y, groups))
+        loso_auc = auroc(loso.tolist(), positives)
     use_readout = decision == "readout" or (
         decision == "auto"
         and readout_auc is not None
@@ -138,6 +146,7 @@ def fit(
     dev = DevFigures(
         auroc_question=question_auc,
         auroc_readout=readout_auc,
+        auroc_readout_by_source=loso_auc,
         ece=ece(oof.tolist(), positives),
         fpr=float(flags[y == 0].mean()),
         tpr=float(flags[y == 1].mean()),
