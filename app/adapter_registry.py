@@ -9,10 +9,12 @@ Layout under ``root``::
       .staging-v000004/      a version being written; never read, removed on trainer start
 
 The trainer writes a version into a staging dir, renames it into place, then replaces
-``manifest.json`` atomically, so the manifest only ever names complete versions. Versions are
-immutable: a new adapter is always a new version (and a new name for vLLM). Each manifest
-entry records the pair ids the version consumed, so a trainer restarting after "published but
-not acked" acks those pairs instead of training on them again.
+``manifest.json`` atomically, so the manifest only ever names complete versions. Servers
+write one thing: the promotion gate's (or a drift monitor's) verdict on a version
+(``record_verdict``); every read-modify-write of the manifest holds an exclusive ``flock``
+on ``root``. Versions are immutable: a new adapter is always a new version (and a new name
+for vLLM). Each manifest entry records the pair ids the version consumed, so a trainer
+restarting after "published but not acked" acks those pairs instead of training on them again.
 
 This module is plain Python (no torch, peft or trl): the server imports it.
 """
@@ -20,6 +22,7 @@ This module is plain Python (no torch, peft or trl): the server imports it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -27,11 +30,15 @@ import re
 import shutil
 import struct
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 MANIFEST = "manifest.json"
+# Gate / monitor verdicts that forbid serving a version again.
+BLOCKING_VERDICTS = frozenset({"rejected_by_gate", "rolled_back_by_monitor"})
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 STAGING_PREFIX = ".staging-"
@@ -62,6 +69,16 @@ class VersionEntry(BaseModel):
     base_model: BaseModelIdentity
     pair_ids: list[str] = Field(default_factory=list, description="Pair ids this version consumed.")
     metrics: dict[str, float | int | str | None] = Field(default_factory=dict)
+    gate: dict[str, Any] | None = Field(
+        None,
+        description="The promotion gate's verdict and figures (or the monitor's rollback); "
+        "None: never evaluated.",
+    )
+
+    @property
+    def blocked(self) -> bool:
+        """Whether a gate or monitor verdict forbids serving this version."""
+        return (self.gate or {}).get("verdict") in BLOCKING_VERDICTS
 
 
 class Manifest(BaseModel):
@@ -169,23 +186,45 @@ class AdapterRegistry:
             pair_ids=list(pair_ids),
             metrics=metrics,
         )
-        manifest = self.read_manifest() or Manifest()
-        manifest.versions.append(entry)
-        manifest.current, manifest.base_model = version, base_model
-        self._write_manifest(manifest)
+        with self._locked():
+            manifest = self.read_manifest() or Manifest()
+            manifest.versions.append(entry)
+            manifest.current, manifest.base_model = version, base_model
+            self._write_manifest(manifest)
         return entry
+
+    def record_verdict(
+        self, version: str, verdict: dict[str, Any], *, revert_to: str | None = None
+    ) -> Manifest:
+        """Store a gate/monitor ``verdict`` on ``version``'s entry, atomically.
+
+        With ``revert_to`` (a blocking verdict), ``current`` goes back to that version (None:
+        the base model) if it still names ``version``, so the trainer continues from the
+        version in service rather than from the one that was turned down.
+        """
+        with self._locked():
+            manifest = self.read_manifest()
+            entry = manifest.entry(version) if manifest else None
+            if manifest is None or entry is None:
+                raise RegistryError(f"version {version} is not in the manifest")
+            entry.gate = verdict
+            if verdict.get("verdict") in BLOCKING_VERDICTS and manifest.current == version:
+                manifest.current = revert_to
+            self._write_manifest(manifest)
+            return manifest
 
     def prune(self, keep: int) -> list[str]:
         """Delete all but the newest ``keep`` versions; the current one always stays."""
-        manifest = self.read_manifest()
-        if manifest is None:
-            return []
-        kept = {v.version for v in manifest.versions[-keep:]} if keep > 0 else set()
-        kept.add(manifest.current or "")
-        dropped = [v.version for v in manifest.versions if v.version not in kept]
-        if dropped:
-            manifest.versions = [v for v in manifest.versions if v.version in kept]
-            self._write_manifest(manifest)  # first: the manifest never names a deleted dir
+        with self._locked():
+            manifest = self.read_manifest()
+            if manifest is None:
+                return []
+            kept = {v.version for v in manifest.versions[-keep:]} if keep > 0 else set()
+            kept.add(manifest.current or "")
+            dropped = [v.version for v in manifest.versions if v.version not in kept]
+            if dropped:
+                manifest.versions = [v for v in manifest.versions if v.version in kept]
+                self._write_manifest(manifest)  # first: the manifest never names a deleted dir
         for version in dropped:
             shutil.rmtree(self.version_dir(version), ignore_errors=True)
         return dropped
@@ -209,6 +248,17 @@ class AdapterRegistry:
         problems += _check_weights(directory / ADAPTER_WEIGHTS, version)
         problems += _check_adapter_config(directory / ADAPTER_CONFIG, version, max_rank)
         return problems
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Serialise manifest read-modify-writes (trainer publishes, servers record verdicts)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root, os.O_RDONLY)  # flock on the directory itself: no lock file
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def _write_manifest(self, manifest: Manifest) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,13 @@ serve stale entries for a reused name), switches drafts to it atomically, and ev
 older than the previous one once no in-flight draft uses them. A version that fails is
 remembered as rejected and never retried. Operators can pin a version, resume following, or
 roll back to the previous good version.
+
+With a promotion gate attached (``gate``, set by ``app.lifecycle`` when ``--gate`` is on), a
+new version is loaded under its own name and evaluated in shadow before drafts use it; the
+verdict goes into the manifest, and a rejected version is never served (the manifest's
+``current`` goes back to the version in service, so the trainer continues from that). A drift
+monitor calls ``roll_back_automatically``. Verdicts already in the manifest (another replica
+gated first) are obeyed without evaluating again.
 """
 
 from __future__ import annotations
@@ -14,12 +21,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from app import metrics
-from app.adapter_registry import AdapterRegistry, BaseModelIdentity
+from app.adapter_registry import AdapterRegistry, BaseModelIdentity, Manifest
 from app.engine import Adapter, Engine
 from app.errors import ConscienceError, InvalidRequest, UnknownModel
 from app.policy import PolicySlot
@@ -44,6 +52,12 @@ class AdapterStatus(BaseModel):
     loaded: list[str]
     history: list[dict]
     rejected: dict[str, str]
+    gate_enabled: bool = False
+    verdicts: dict[str, dict] = Field(
+        default_factory=dict, description="Gate / monitor verdicts per version (the manifest's)."
+    )
+    rollbacks: list[dict] = Field(default_factory=list, description="Automatic rollbacks.")
+    monitor: dict | None = Field(None, description="The last canary run's figures.")
 
 
 @dataclass
@@ -61,6 +75,9 @@ class AdapterManager:
     loaded: dict[str, Adapter] = field(default_factory=dict)
     rejected: dict[str, str] = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
+    gate: Callable[[Adapter, Adapter | None], Awaitable[dict]] | None = None
+    rollbacks: list[dict] = field(default_factory=list)
+    monitor: dict | None = None
     _next_id: int = 100
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _task: asyncio.Task | None = None
@@ -99,8 +116,62 @@ class AdapterManager:
         target = manifest.current if manifest else None
         if target is None or target == self.current or target in self.rejected:
             return
+        entry = manifest.entry(target)
+        if entry is not None and entry.blocked:
+            self.rejected[target] = f"{entry.gate['verdict']}: {_why(entry.gate)}"
+            return
+        ungated = self.gate is not None and (entry is None or entry.gate is None)
+        if ungated and not await self._gate(target):
+            return
         with contextlib.suppress(AdapterRejected):
             await self.activate(target)
+
+    async def _gate(self, version: str) -> bool:
+        """Load ``version`` in shadow, evaluate it, record the verdict; True: promote."""
+        try:
+            candidate = self.loaded.get(version) or await self._load(version)
+        except AdapterRejected:
+            return False
+        serving = self.policy.current
+        verdict = await self.gate(candidate, serving)  # type: ignore[misc]
+        revert = serving.version if serving else None
+        await asyncio.to_thread(self.registry.record_verdict, version, verdict, revert_to=revert)
+        self.history.append({"version": version, "at": time.time(), "event": verdict["verdict"]})
+        if verdict["verdict"] == "promoted":
+            return True
+        self.rejected[version] = f"rejected_by_gate: {_why(verdict)}"
+        metrics.ADAPTER_REJECTED.labels("gate").inc()
+        log.warning("adapter %s rejected by the gate: %s", version, _why(verdict))
+        self._evict_stale()
+        return False
+
+    async def roll_back_automatically(self, version: str, bounds: list[str], report: dict) -> str:
+        """A monitor saw ``version`` cross ``bounds``: serve the previous version again, keep
+        following, and never serve ``version`` again. Returns the version now served."""
+        async with self._lock:
+            if self.current != version or self.previous is None:
+                return self.current or "base"
+        target = self.previous
+        await self.activate(target)
+        self.previous = None  # the rolled-back version is not a rollback target
+        verdict = {
+            "verdict": "rolled_back_by_monitor",
+            "version": version,
+            "against": target,
+            "at": time.time(),
+            "reasons": [f"canary {name} crossed its bound" for name in bounds],
+            "monitor": report,
+        }
+        self.rejected[version] = f"rolled_back_by_monitor: {_why(verdict)}"
+        await asyncio.to_thread(self.registry.record_verdict, version, verdict, revert_to=target)
+        event = {"version": version, "to": target, "at": time.time(), "bounds": bounds}
+        self.rollbacks.append(event)
+        self.history.append({"version": version, "at": time.time(), "event": "rolled_back"})
+        for name in bounds:
+            metrics.MONITOR_ROLLBACKS.labels(name).inc()
+        log.warning("monitor rolled back %s -> %s (crossed: %s)", version, target, bounds)
+        self._evict_stale()
+        return target
 
     async def activate(self, version: str) -> Adapter:
         """Validate, load and switch drafts to ``version``; ``AdapterRejected`` if it fails."""
@@ -202,7 +273,19 @@ class AdapterManager:
             loaded=sorted(self.loaded),
             history=self.history[-50:],
             rejected=self.rejected,
+            gate_enabled=self.gate is not None,
+            verdicts=_verdicts(manifest),
+            rollbacks=self.rollbacks[-50:],
+            monitor=self.monitor,
         )
+
+
+def _verdicts(manifest: Manifest | None) -> dict[str, dict]:
+    return {v.version: v.gate for v in manifest.versions if v.gate} if manifest else {}
+
+
+def _why(verdict: dict) -> str:
+    return "; ".join(verdict.get("reasons") or []) or verdict.get("verdict", "")
 
 
 def _reason(problems: list[str]) -> str:

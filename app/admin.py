@@ -1,4 +1,9 @@
-"""Admin API for adapters, behind its own key: status, pin, follow, rollback."""
+"""Admin API for adapters, behind its own key: status, pin, follow, rollback.
+
+``admin`` is what the app includes: the ``/admin`` API, the reviewer console (``/console``,
+``app.console``) and, as its lifespan, the adapter lifecycle (promotion gate and drift
+monitors, ``app.lifecycle``), which starts after the server state is open.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,9 @@ from fastapi import APIRouter, Depends, Request, Security
 from fastapi.security import HTTPBearer
 
 from app.adapters import AdapterManager, AdapterStatus
+from app.console import console
 from app.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
+from app.lifecycle import lifecycle
 from app.openapi import errors, request_body
 from app.protocol import PinRequest
 from app.routes import parse_body, read_body, state_of
@@ -26,7 +33,7 @@ def require_admin_key(request: Request, _: object = Security(ADMIN_KEY)) -> None
         raise AuthenticationFailed("Missing or invalid admin key (Authorization: Bearer <key>).")
 
 
-admin = APIRouter(
+api = APIRouter(
     prefix="/admin", dependencies=[Depends(require_admin_key)], responses=errors(400, 401, 403)
 )
 
@@ -38,15 +45,13 @@ def manager_of(request: Request) -> AdapterManager:
     return manager
 
 
-@admin.get("/adapters")
+@api.get("/adapters")
 async def adapter_status(request: Request) -> AdapterStatus:
     """Current and previous versions, what is loaded, history, rejections."""
     return await manager_of(request).status()
 
 
-@admin.post(
-    "/adapters/pin", openapi_extra=request_body(PinRequest), responses=errors(404, 409, 413)
-)
+@api.post("/adapters/pin", openapi_extra=request_body(PinRequest), responses=errors(404, 409, 413))
 async def pin_adapter(request: Request) -> AdapterStatus:
     """Serve one version and stop following the manifest."""
     manager = manager_of(request)
@@ -55,7 +60,7 @@ async def pin_adapter(request: Request) -> AdapterStatus:
     return await manager.status()
 
 
-@admin.post("/adapters/follow", responses=errors(409))
+@api.post("/adapters/follow", responses=errors(409))
 async def follow_manifest(request: Request) -> AdapterStatus:
     """Resume following the manifest's current version."""
     manager = manager_of(request)
@@ -63,9 +68,14 @@ async def follow_manifest(request: Request) -> AdapterStatus:
     return await manager.status()
 
 
-@admin.post("/adapters/rollback", responses=errors(404, 409))
+@api.post("/adapters/rollback", responses=errors(404, 409))
 async def rollback_adapter(request: Request) -> AdapterStatus:
     """Pin the previous good version."""
     manager = manager_of(request)
     await manager.rollback()
     return await manager.status()
+
+
+admin = APIRouter(lifespan=lifecycle)
+admin.include_router(api)
+admin.include_router(console)

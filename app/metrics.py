@@ -74,3 +74,34 @@ ADAPTER_SWAP_LATENCY = Histogram(
     "Time to validate and load an adapter.",
     buckets=_LATENCY_BUCKETS,
 )
+
+# Adapter lifecycle: promotion gate and drift monitors (app/lifecycle/)
+GATE_DECISIONS = Counter(
+    "conscience_gate_decisions_total",
+    "Promotion gate verdicts on new adapter versions.",
+    ["verdict"],
+)
+GATE_FIGURES = Gauge(
+    "conscience_gate_figure",
+    "The last gate evaluation's figures, for the candidate and the version in service.",
+    ["role", "figure"],
+)
+GATE_SECONDS = Histogram(
+    "conscience_gate_seconds", "Time to evaluate one candidate version.", buckets=_LATENCY_BUCKETS
+)
+MONITOR_FLAG_RATE = Gauge(
+    "conscience_monitor_flag_rate", "Canary flag rate (current / previous version).", ["slot"]
+)
+MONITOR_REFUSAL_RATE = Gauge(
+    "conscience_monitor_refusal_rate", "Canary refusal rate (current / previous).", ["slot"]
+)
+MONITOR_MEAN_TOKENS = Gauge(
+    "conscience_monitor_mean_tokens", "Canary mean answer length in tokens.", ["slot"]
+)
+MONITOR_MEAN_SCORE = Gauge(
+    "conscience_monitor_mean_score", "Canary mean review score P(unethical).", ["slot"]
+)
+MONITOR_RUNS = Counter("conscience_monitor_runs_total", "Canary runs done.")
+MONITOR_ROLLBACKS = Counter(
+    "conscience_monitor_rollbacks_total", "Automatic rollbacks, by the bound crossed.", ["bound"]
+)

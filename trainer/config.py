@@ -57,6 +57,13 @@ class TrainerConfig:
         default=None,
         metadata={"help": "Only consume pairs whose review score (P(unethical)) is at least this."},
     )
+    require_approval: bool = field(
+        default=False,
+        metadata={
+            "help": "Only consume pairs a reviewer approved in the console (/console); "
+            "pending pairs wait, rejected ones are never trained on."
+        },
+    )
     lease_s: float = field(
         default=1800.0,
         metadata={"help": "Lease length in seconds; must exceed a round's duration."},

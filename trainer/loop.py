@@ -40,7 +40,11 @@ class PairSource:
 
     def __init__(self, queue: PairQueue, registry: AdapterRegistry, config: TrainerConfig) -> None:
         self.queue, self.registry, self.config = queue, registry, config
-        self.filters = PairFilter(frameworks=config.frameworks, min_score=config.min_score)
+        self.filters = PairFilter(
+            frameworks=config.frameworks,
+            min_score=config.min_score,
+            approved_only=config.require_approval,
+        )
         self._pending: dict[str, tuple[PairRecord, float]] = {}
 
     def recover(self) -> None:

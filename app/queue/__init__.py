@@ -9,9 +9,26 @@
 
 from __future__ import annotations
 
-from app.queue.base import Leased, PairFilter, PairQueue, QueueError, QueueStats
+from app.queue.base import (
+    Leased,
+    PairFilter,
+    PairQueue,
+    PairReview,
+    QueueError,
+    QueueStats,
+    ReviewState,
+)
 
-__all__ = ["Leased", "PairFilter", "PairQueue", "QueueError", "QueueStats", "open_queue"]
+__all__ = [
+    "Leased",
+    "PairFilter",
+    "PairQueue",
+    "PairReview",
+    "QueueError",
+    "QueueStats",
+    "ReviewState",
+    "open_queue",
+]
 
 _SQLITE_PREFIX = "sqlite:///"
 

@@ -10,7 +10,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -28,6 +28,9 @@ class PairFilter(BaseModel):
     min_score: float | None = Field(None, ge=0, le=1)
     verdicts: list[str] | None = None
     max_per_prompt: int | None = Field(None, ge=1)
+    approved_only: bool = Field(
+        False, description="Lease only records a reviewer approved (trainer --require-approval)."
+    )
 
     def accepts(self, record: PairRecord) -> bool:
         """Whether one record passes the framework / score / verdict filters."""
@@ -36,6 +39,22 @@ class PairFilter(BaseModel):
         if self.min_score is not None and (record.score or 0.0) < self.min_score:
             return False
         return not (self.verdicts and record.verdict not in self.verdicts)
+
+
+ReviewState = Literal["pending", "approved", "rejected"]
+
+
+class PairReview(BaseModel):
+    """A human reviewer's decision on one record (the reviewer console writes it).
+
+    ``pending`` until someone decides; ``approved`` records are what a trainer with
+    ``--require-approval`` leases; ``rejected`` records are retired (counted as acked, never
+    leased). An edit replaces the chosen answer the trainer sees; ``edited`` says so.
+    """
+
+    state: ReviewState = "pending"
+    edited: bool = False
+    reviewed_at: float | None = None
 
 
 class Leased(BaseModel):
@@ -110,6 +129,16 @@ class PairQueue(ABC):
         """Delete acked records beyond the newest ``max_acked`` or acked over ``max_age_s``
         seconds ago; return how many were deleted. Unacked records are never pruned."""
 
+    @abstractmethod
+    def review(self, record_id: str, state: ReviewState, *, chosen: str | None = None) -> bool:
+        """Record a reviewer's decision on one record, and with ``chosen`` replace the text of
+        its chosen answer (its last message); ``rejected`` also retires the record. Return
+        False when the id is unknown."""
+
+    @abstractmethod
+    def reviews(self, ids: Sequence[str]) -> dict[str, PairReview]:
+        """The review state of each known id (``pending`` when nobody decided yet)."""
+
     def export(self, path: str | Path, *, include_acked: bool = False) -> int:
         """Write records as TRL preference JSONL (one ``PairRecord`` per line); return count."""
         return _write_jsonl(Path(path), self.records(include_acked=include_acked))
@@ -129,6 +158,13 @@ class PairQueue(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def with_chosen(record: PairRecord, text: str) -> PairRecord:
+    """``record`` with the text of its chosen answer (the last chosen message) replaced."""
+    chosen = list(record.chosen)
+    chosen[-1] = chosen[-1].model_copy(update={"content": text})
+    return record.model_copy(update={"chosen": chosen})
 
 
 def _write_jsonl(path: Path, records: Iterator[PairRecord]) -> int:

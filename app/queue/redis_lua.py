@@ -120,3 +120,24 @@ for i = 1, #ARGV do
 end
 return removed
 """
+
+# KEYS: stream, ids, acked, unacked, frameworks. ARGV: group, now, record id.
+# Retires one record a reviewer rejected, whether it was delivered or not: XACK if pending,
+# then the same bookkeeping as ACK. A never-delivered entry is XACKed by LEASE when reached
+# (it finds the id in the acked zset). Returns 1 if retired now, 0 if unknown or acked.
+RETIRE = """
+local eid = redis.call('HGET', KEYS[2], ARGV[3])
+if not eid or redis.call('ZSCORE', KEYS[3], ARGV[3]) then return 0 end
+redis.call('XACK', KEYS[1], ARGV[1], eid)
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
+redis.call('ZREM', KEYS[4], ARGV[3])
+local e = redis.call('XRANGE', KEYS[1], eid, eid)[1]
+if e then
+  for j = 1, #e[2], 2 do
+    if e[2][j] == 'fw' and redis.call('HINCRBY', KEYS[5], e[2][j + 1], -1) <= 0 then
+      redis.call('HDEL', KEYS[5], e[2][j + 1])
+    end
+  end
+end
+return 1
+"""

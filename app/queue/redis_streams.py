@@ -18,12 +18,17 @@
 - Connections: redis-py retries with backoff and reconnects on connection errors and
   timeouts; every script is idempotent, so a retry after a lost reply never duplicates.
   What still fails is a ``QueueError``.
+- Reviews (the reviewer console): a ``reviews`` hash maps a record id to its ``PairReview``
+  plus any edited chosen text; edits are laid over records as they are read (stream entries
+  are never rewritten); ``approved_only`` is checked in the client like the other filters; a
+  rejected record is retired like an acked one (one script).
 - Restart: ``requeue(consumer)`` releases that consumer's live pending entries at once
   (one script: ``XPENDING`` filtered by consumer, ``XCLAIM ... IDLE HORIZON JUSTID``).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -40,7 +45,16 @@ from redis.retry import Retry
 
 from app.metrics import QUEUE_REDELIVERIES
 from app.queue import redis_lua
-from app.queue.base import Leased, PairFilter, PairQueue, QueueError, QueueStats
+from app.queue.base import (
+    Leased,
+    PairFilter,
+    PairQueue,
+    PairReview,
+    QueueError,
+    QueueStats,
+    ReviewState,
+    with_chosen,
+)
 from app.records import PairRecord
 
 HORIZON_MS = 86_400_000
@@ -57,6 +71,7 @@ class _Keys(NamedTuple):
     acked: str
     unacked: str
     frameworks: str
+    reviews: str
 
 
 def _split_url(url: str) -> tuple[str, str, str]:
@@ -101,7 +116,7 @@ class RedisStreamsQueue(PairQueue):
         self._redis = redis.Redis.from_pool(pool)
         self._scripts = {
             name: self._redis.register_script(getattr(redis_lua, name))
-            for name in ("PRODUCE", "LEASE", "ACK", "PRUNE", "RELEASE")
+            for name in ("PRODUCE", "LEASE", "ACK", "PRUNE", "RELEASE", "RETIRE")
         }
         try:
             self._run(self._ensure_group)
@@ -187,9 +202,13 @@ class RedisStreamsQueue(PairQueue):
                 args = (GROUP, consumer, HORIZON_MS, idle_ms, want, cursor)
                 keys = (self._keys.stream, self._keys.acked)
                 cursor, entries, scanned = self._run(self._script, "LEASE", keys, args, self._redis)
-                for eid, body, deliveries in entries:
-                    record = self._parse(eid, body)
-                    if _wanted(record, filters, per_prompt):
+                parsed = [self._parse(eid, body) for eid, body, _ in entries]
+                states = self._review_marks([r.id for r in parsed])
+                for (eid, _, deliveries), record in zip(entries, parsed, strict=True):
+                    record, approved = _overlay(record, states.get(record.id))
+                    if (approved or not (filters and filters.approved_only)) and _wanted(
+                        record, filters, per_prompt
+                    ):
                         matched.append(Leased(record=record, deliveries=deliveries))
                     else:
                         skipped.append((eid, deliveries - 1))
@@ -274,7 +293,7 @@ class RedisStreamsQueue(PairQueue):
                 pipe.xrange(self._keys.stream, eid, eid)
 
         found = [rows[0] for rows in self._pipeline(build, transaction=False) if rows]
-        return [self._parse(eid, fields["r"]) for eid, fields in found]
+        return self._edited([self._parse(eid, fields["r"]) for eid, fields in found])
 
     def peek(self, n: int) -> list[PairRecord]:
         """Ready records in lease order: released/expired entries, then undelivered ones."""
@@ -286,7 +305,7 @@ class RedisStreamsQueue(PairQueue):
             rows = self._run(
                 self._redis.xrange, self._keys.stream, f"({last}", "+", n - len(records)
             )
-            records += [self._parse(eid, fields["r"]) for eid, fields in rows]
+            records += self._edited([self._parse(eid, fields["r"]) for eid, fields in rows])
         return records
 
     def records(self, *, include_acked: bool = False) -> Iterator[PairRecord]:
@@ -301,7 +320,7 @@ class RedisStreamsQueue(PairQueue):
             if not include_acked:
                 scores = self._run(self._redis.zmscore, self._keys.acked, [r.id for r in parsed])
                 parsed = [r for r, score in zip(parsed, scores, strict=True) if score is None]
-            yield from parsed
+            yield from self._edited(parsed)
 
     def requeue(self, consumer: str | None = None) -> int:
         """Release every live lease (idle below ``HORIZON``; only ``consumer``'s pending
@@ -321,11 +340,59 @@ class RedisStreamsQueue(PairQueue):
         if not victims:
             return 0
         calls = [list(chunk) for chunk in _chunks(sorted(victims))]
-        return sum(self._scripted("PRUNE", (k.stream, k.ids, k.acked), calls))
+        removed = sum(self._scripted("PRUNE", (k.stream, k.ids, k.acked), calls))
+        self._run(self._redis.hdel, k.reviews, *victims)
+        return removed
+
+    def _review_marks(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The stored review marks (state, edit) of ``ids`` that have one."""
+        if not ids:
+            return {}
+        values = self._run(self._redis.hmget, self._keys.reviews, list(ids))
+        return {rid: json.loads(v) for rid, v in zip(ids, values, strict=True) if v}
+
+    def _edited(self, records: list[PairRecord]) -> list[PairRecord]:
+        marks = self._review_marks([r.id for r in records])
+        return [_overlay(r, marks.get(r.id))[0] for r in records]
+
+    def review(self, record_id: str, state: ReviewState, *, chosen: str | None = None) -> bool:
+        """Store a reviewer's decision (and edit); ``rejected`` retires the record."""
+        k = self._keys
+        if not self._run(self._redis.hexists, k.ids, record_id):
+            return False
+        mark = self._review_marks([record_id]).get(record_id, {})
+        mark.update(state=state, reviewed_at=time.time())
+        if chosen is not None:
+            mark.update(chosen=chosen, edited=True)
+        self._run(self._redis.hset, k.reviews, record_id, json.dumps(mark))
+        if state == "rejected":
+            keys = (k.stream, k.ids, k.acked, k.unacked, k.frameworks)
+            self._run(self._script, "RETIRE", keys, (GROUP, time.time(), record_id), self._redis)
+        return True
+
+    def reviews(self, ids: Sequence[str]) -> dict[str, PairReview]:
+        """Review state of each known id."""
+        ids = list(ids)
+        known = self._run(self._redis.hmget, self._keys.ids, ids) if ids else []
+        marks = self._review_marks(ids)
+        return {
+            rid: PairReview(**{k: v for k, v in marks.get(rid, {}).items() if k != "chosen"})
+            for rid, eid in zip(ids, known, strict=True)
+            if eid
+        }
 
     def close(self) -> None:
         """Close the connection pool."""
         self._redis.close()
+
+
+def _overlay(record: PairRecord, mark: dict[str, Any] | None) -> tuple[PairRecord, bool]:
+    """(the record with any edited chosen text, whether it is approved)."""
+    if not mark:
+        return record, False
+    if mark.get("chosen") is not None:
+        record = with_chosen(record, mark["chosen"])
+    return record, mark.get("state") == "approved"
 
 
 def _wanted(record: PairRecord, filters: PairFilter | None, per_prompt: Counter[str]) -> bool:

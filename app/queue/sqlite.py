@@ -21,7 +21,16 @@ from itertools import islice
 from pathlib import Path
 
 from app.metrics import QUEUE_REDELIVERIES
-from app.queue.base import Leased, PairFilter, PairQueue, QueueError, QueueStats
+from app.queue.base import (
+    Leased,
+    PairFilter,
+    PairQueue,
+    PairReview,
+    QueueError,
+    QueueStats,
+    ReviewState,
+    with_chosen,
+)
 from app.records import PairRecord
 
 BUSY_TIMEOUT_S = 10.0
@@ -53,6 +62,15 @@ MIGRATIONS: list[tuple[str, tuple[str, ...]]] = [
             "CREATE INDEX records_acked_at ON records (acked_at) WHERE state = 'acked'",
         ),
     ),
+    (
+        "0002_review",
+        (
+            "ALTER TABLE records ADD COLUMN review TEXT NOT NULL DEFAULT 'pending'"
+            " CHECK (review IN ('pending', 'approved', 'rejected'))",
+            "ALTER TABLE records ADD COLUMN edited INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE records ADD COLUMN reviewed_at REAL",
+        ),
+    ),
 ]
 
 _LIVE_LEASE = "state = 'leased' AND lease_until > :now"
@@ -76,6 +94,8 @@ def _filter_sql(filters: PairFilter | None) -> tuple[str, dict[str, object]]:
     if filters.min_score is not None:
         sql += " AND COALESCE(score, 0.0) >= :min_score"
         params["min_score"] = filters.min_score
+    if filters.approved_only:
+        sql += " AND review = 'approved'"
     return sql, params
 
 
@@ -287,6 +307,43 @@ class SqliteQueue(PairQueue):
                     (max_acked,),
                 ).rowcount
         return removed
+
+    def review(self, record_id: str, state: ReviewState, *, chosen: str | None = None) -> bool:
+        """Store a reviewer's decision (and edit); ``rejected`` retires an unacked record."""
+        now = time.time()
+        with self._tx() as conn:
+            row = conn.execute("SELECT body FROM records WHERE id = ?", (record_id,)).fetchone()
+            if row is None:
+                return False
+            body = row[0]
+            if chosen is not None:
+                body = with_chosen(PairRecord.model_validate_json(body), chosen).model_dump_json()
+            conn.execute(
+                "UPDATE records SET review = ?, reviewed_at = ?, body = ?, edited = edited OR ?"
+                " WHERE id = ?",
+                (state, now, body, chosen is not None, record_id),
+            )
+            if state == "rejected":
+                conn.execute(
+                    "UPDATE records SET state = 'acked', acked_at = ?, lease_until = NULL"
+                    " WHERE id = ? AND state != 'acked'",
+                    (now, record_id),
+                )
+        return True
+
+    def reviews(self, ids: Sequence[str]) -> dict[str, PairReview]:
+        """Review state of each known id."""
+        found: dict[str, PairReview] = {}
+        with self._tx("BEGIN") as conn:
+            for start in range(0, len(ids), _PAGE):
+                chunk = list(ids[start : start + _PAGE])
+                marks = ", ".join("?" * len(chunk))
+                for rid, review, edited, at in conn.execute(
+                    f"SELECT id, review, edited, reviewed_at FROM records WHERE id IN ({marks})",
+                    chunk,
+                ):
+                    found[rid] = PairReview(state=review, edited=bool(edited), reviewed_at=at)
+        return found
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
