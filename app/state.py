@@ -15,10 +15,10 @@ from pathlib import Path
 
 from app.adapter_registry import AdapterRegistry, base_model_identity
 from app.adapters import AdapterManager
-from app.engine import Adapter, Engine, SamplingConfig
-from app.errors import EngineUnavailable
 from app.conscience.calibration import ProfileBook, model_fingerprint
 from app.conscience.frameworks import FrameworkCatalog
+from app.engine import Adapter, Engine, SamplingConfig
+from app.errors import EngineUnavailable
 from app.generation_defaults import GenerationDefaults
 from app.pipeline import ConsciencePipeline
 from app.policy import PolicySlot

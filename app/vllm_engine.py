@@ -6,6 +6,7 @@ run with no adapter (the frozen base), at no extra memory.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
@@ -57,6 +58,9 @@ class VllmEngine:
     def __init__(self, llm, model_name: str):
         self._llm = llm
         self._tokenizer = llm.get_tokenizer()
+        # vLLM 0.32's CPU build with LoRA enabled dies ("einsum(): subscript b has size N")
+        # when one step batches several prompt-logprob requests: score them one at a time.
+        self._prompt_logprobs = asyncio.Lock()
         self.model_name = model_name
         self.max_model_len: int = llm.model_config.max_model_len
 
@@ -166,8 +170,9 @@ class VllmEngine:
             return 0.0, 0
         params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
         final = None
-        async for out in self._generate(request_id, prompt_ids + answer_ids, params, adapter):
-            final = out
+        async with self._prompt_logprobs:
+            async for out in self._generate(request_id, prompt_ids + answer_ids, params, adapter):
+                final = out
         positions = final.prompt_logprobs[len(prompt_ids) :] if final else []
         total = sum(pos[tok].logprob for pos, tok in zip(positions, answer_ids, strict=True))
         return total, len(answer_ids)

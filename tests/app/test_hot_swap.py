@@ -85,6 +85,25 @@ def test_score_differs_between_base_and_adapter(swapping, tiny_model_dir):
     assert all(lp < 0 for lp in base) and base != tuned
 
 
+def test_concurrent_scores_with_an_adapter_keep_the_engine_alive(swapping, tiny_model_dir):
+    """Several prompt-logprob requests in one engine step killed vLLM's CPU build with LoRA."""
+    import concurrent.futures
+
+    served, root = swapping
+    version = publish_adapter(root, tiny_model_dir, seed=7)
+    wait_status(served.base_url, lambda s: s["current"] == version)
+    body = {"messages": USER, "answers": ["Mix flour and water.", "No.", "Bake it hot."]}
+
+    def score(model: str) -> int:
+        url = f"{served.base_url}/v1/conscience/score"
+        return httpx.post(url, json={**body, "model": model}, timeout=120).status_code
+
+    models = [TINY_NAME, f"{TINY_NAME}@base"] * 3
+    with concurrent.futures.ThreadPoolExecutor(len(models)) as pool:
+        assert list(pool.map(score, models)) == [200] * len(models)
+    assert chat(served.base_url)["adapter"] == version
+
+
 def test_swaps_under_concurrent_load_drop_nothing(swapping, tiny_model_dir, make_client):
     served, root = swapping
     failures: list[BaseException] = []
