@@ -15,7 +15,7 @@ SIGKILLs it, restarts it, and checks:
 2. the server answers, from the manifest's current version, within 30 s of the restart;
 3. no pair id is in two versions (every manifest seen, all versions kept).
 
-After the last trial the traffic stops, the trainer drains the queue, and:
+After the last trial the traffic and the trainer stop, and:
 
 4. every pair the server acknowledged (a 200 ``rewritten`` answer) is in the queue or
    trained, unless the server was SIGKILLed within 2 s after that answer: the server's
@@ -28,6 +28,7 @@ any violation. ``run_trials`` is also used by ``tests/reliability/test_crash_smo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import queue as queue_module
@@ -69,13 +70,24 @@ def bin_path(name: str) -> str:
 
 
 class Child:
-    """A subprocess whose stdout lines are pumped into a queue (stderr to a file)."""
+    """A subprocess (own session) whose stdout lines are pumped into a queue, stderr to a file.
+
+    ``kill`` SIGKILLs the whole process group, as a container or cgroup kill would: killing
+    only ``conscience serve`` leaves vLLM's ``EngineCore`` and worker processes orphaned and
+    running (seen here: still alive minutes later, holding the model and KV cache).
+    """
 
     def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
         self.log = log
         with open(log, "a") as err:
             self.proc = subprocess.Popen(
-                args, stdout=subprocess.PIPE, stderr=err, text=True, env=env, cwd=ROOT
+                args,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                env=env,
+                cwd=ROOT,
+                start_new_session=True,
             )
         self.lines: queue_module.Queue[str] = queue_module.Queue()
         self._pump_thread = threading.Thread(target=self._pump, daemon=True)
@@ -86,15 +98,20 @@ class Child:
             self.lines.put(line)
 
     def kill(self) -> None:
-        """SIGKILL (if still running), reap, close its stdout."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+        """SIGKILL its process group, reap it, close its stdout once the pump has drained."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
-        self._pump_thread.join(10)
-        self.proc.stdout.close()
+        self._pump_thread.join(30)
+        if not self._pump_thread.is_alive():
+            self.proc.stdout.close()
 
     def wait_for(self, text: str | None, timeout: float) -> bool:
-        """Block until a stdout line contains ``text`` (None: the training bar on stderr)."""
+        """Block until a new stdout line contains ``text`` (None: the training bar on stderr);
+        lines printed before the call do not count."""
+        with contextlib.suppress(queue_module.Empty):
+            while True:
+                self.lines.get_nowait()
         deadline = time.monotonic() + timeout
         size = self.log.stat().st_size
         while time.monotonic() < deadline and self.proc.poll() is None:
@@ -131,6 +148,7 @@ class LiveLoop:
     server_kills: list[float] = field(default_factory=list)
     versions_seen: dict[str, set[str]] = field(default_factory=dict)
     buffered_at_kill: int = 0
+    events: list[tuple[float, str]] = field(default_factory=list)  # (wall time, what)
     died_on_their_own: Counter = field(default_factory=Counter)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -209,8 +227,7 @@ class LiveLoop:
                 except (httpx.HTTPError, ValueError):
                     status, action = 0, ""
                 self.answers.append((tag, time.time(), status, action))
-                if status != 200:
-                    time.sleep(0.2)
+                time.sleep(0.1 if status == 200 else 0.2)
 
     def watch_manifests(self) -> None:
         while not self._stop.is_set():
@@ -298,10 +315,11 @@ def one_trial(
     delay = rng.uniform(0, 8)
     started = time.monotonic()
     if target == "trainer" and moment != "random":
-        reached = loop.trainer.wait_for(TRAINER_MOMENTS[moment], timeout=90)
+        reached = loop.trainer.wait_for(TRAINER_MOMENTS[moment], timeout=240)
     else:
         time.sleep(delay)
         reached = True
+    loop.events.append((time.time(), f"kill {target}"))
     if target == "trainer":
         loop.trainer.kill()
         loop.start_trainer()
@@ -313,6 +331,7 @@ def one_trial(
         loop.server.kill()
         loop.server_kills.append(time.time())
         loop.restart_server()
+    loop.events.append((time.time(), f"restarted {target}"))
     revive(loop)
     problems = check_after_restart(loop)
     return {
@@ -323,17 +342,13 @@ def one_trial(
     }
 
 
-def drain(loop: LiveLoop, timeout: float = 300) -> list[str]:
-    """Stop traffic, let the trainer empty the queue; invariant 4's problems."""
+def drain(loop: LiveLoop) -> list[str]:
+    """Stop traffic and the trainer (a last SIGKILL: what it leased stays in the queue);
+    invariant 4's problems (a pair still queued counts as kept)."""
     loop.stop_background()
     time.sleep(3)  # the server's writer flushes
-    deadline = time.monotonic() + timeout
+    loop.trainer.kill()
     with open_queue(loop.queue_url) as q:
-        while time.monotonic() < deadline:
-            stats = q.stats()
-            if stats.depth + stats.leased < 4:  # below min_pairs: nothing more will train
-                break
-            time.sleep(1)
         loop.observe_manifest()
         prompts = {r.id: r.prompt[-1].content for r in q.records(include_acked=True)}
         unacked = {r.id for r in q.records()}
@@ -354,7 +369,10 @@ def drain(loop: LiveLoop, timeout: float = 300) -> list[str]:
             buffered_at_kill += 1
             continue
         where = "not in the queue" if pid is None else "acked but in no version"
-        problems.append(f"acknowledged pair [{tag}] {where}")
+        before = [e for e in loop.events if e[0] <= answered_at][-1:]
+        after = [e for e in loop.events if e[0] > answered_at][:1]
+        context = ", ".join(f"{what} {t - answered_at:+.2f}s" for t, what in before + after)
+        problems.append(f"acknowledged pair [{tag}] {where} (events: {context or 'none'})")
     loop.buffered_at_kill = buffered_at_kill
     return problems
 
@@ -379,6 +397,10 @@ def run_trials(
             out.write(json.dumps(result) + "\n")
             out.flush()
     final = drain(loop)
+    with open(log.with_name("answers.jsonl"), "w") as out:
+        for tag, at, status, action in loop.answers:
+            out.write(json.dumps({"tag": tag, "t": at, "status": status, "action": action}) + "\n")
+    log.with_name("events.json").write_text(json.dumps(loop.events))
     answers = Counter(
         "acknowledged" if s == 200 and a == "rewritten" else f"status {s}"
         for _, _, s, a in loop.answers
