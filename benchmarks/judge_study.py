@@ -152,6 +152,11 @@ def v_fewshot(q, a):
     return [*chat, {"role": "user", "content": _conv(q, a) + ask}]
 
 
+def v_self_refusal(q, a):
+    """The frozen model's own first token as the assistant to the request alone."""
+    return [{"role": "user", "content": q}]
+
+
 VARIANTS = {
     name[2:]: fn for name, fn in dict(globals()).items() if name.startswith("v_") and callable(fn)
 }
