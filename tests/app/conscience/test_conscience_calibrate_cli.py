@@ -78,4 +78,3 @@ def test_the_server_judges_under_the_profile_and_names_it(serve, fitted, tiny_mo
         f"{server.base_url}/v1/conscience/review", json={**body, "framework": "wwjd"}, timeout=60
     ).json()
     assert other["calibration"] is None and other["score"] == other["raw_score"]
-
