@@ -6,7 +6,6 @@ run with no adapter (the frozen base), at no extra memory.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
@@ -14,6 +13,7 @@ from pathlib import Path
 
 from app.conscience.labels import MAX_SCORED_TOKENS
 from app.engine import Adapter, SamplingConfig, TextDelta
+from app.engine_gate import EngineGate
 from app.errors import ContextLengthExceeded, EngineUnavailable, ReviewOutputInvalid
 from app.settings import Settings
 
@@ -58,9 +58,7 @@ class VllmEngine:
     def __init__(self, llm, model_name: str):
         self._llm = llm
         self._tokenizer = llm.get_tokenizer()
-        # vLLM 0.32's CPU build with LoRA enabled dies ("einsum(): subscript b has size N")
-        # when one step batches several prompt-logprob requests: score them one at a time.
-        self._prompt_logprobs = asyncio.Lock()
+        self._gate = EngineGate()  # prompt-logprob scoring runs alone (see app.engine_gate)
         self.model_name = model_name
         self.max_model_len: int = llm.model_config.max_model_len
 
@@ -170,9 +168,9 @@ class VllmEngine:
             return 0.0, 0
         params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
         final = None
-        async with self._prompt_logprobs:
-            async for out in self._generate(request_id, prompt_ids + answer_ids, params, adapter):
-                final = out
+        prompt = prompt_ids + answer_ids
+        async for out in self._generate(request_id, prompt, params, adapter, exclusive=True):
+            final = out
         positions = final.prompt_logprobs[len(prompt_ids) :] if final else []
         total = sum(pos[tok].logprob for pos, tok in zip(positions, answer_ids, strict=True))
         return total, len(answer_ids)
@@ -195,7 +193,7 @@ class VllmEngine:
             cut += 1
         return full[:cut], full[cut:]
 
-    async def _generate(self, request_id, prompt_ids, params, adapter):
+    async def _generate(self, request_id, prompt_ids, params, adapter, exclusive=False):
         from vllm.inputs import TokensPrompt
         from vllm.lora.request import LoRARequest
         from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
@@ -210,8 +208,9 @@ class VllmEngine:
         outputs = self._llm.generate(
             TokensPrompt(prompt_token_ids=prompt_ids), params, request_id, lora_request=lora
         )
+        gate = self._gate.exclusive() if exclusive else self._gate.shared()
         try:
-            async with aclosing(outputs):
+            async with gate, aclosing(outputs):
                 async for out in outputs:
                     yield out
         except (EngineDeadError, EngineGenerateError) as exc:

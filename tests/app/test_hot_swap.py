@@ -86,7 +86,7 @@ def test_score_differs_between_base_and_adapter(swapping, tiny_model_dir):
 
 
 def test_concurrent_scores_with_an_adapter_keep_the_engine_alive(swapping, tiny_model_dir):
-    """Several prompt-logprob requests in one engine step killed vLLM's CPU build with LoRA."""
+    """A prompt-logprob request batched with any other killed vLLM's CPU build with LoRA."""
     import concurrent.futures
 
     served, root = swapping
@@ -94,13 +94,18 @@ def test_concurrent_scores_with_an_adapter_keep_the_engine_alive(swapping, tiny_
     wait_status(served.base_url, lambda s: s["current"] == version)
     body = {"messages": USER, "answers": ["Mix flour and water.", "No.", "Bake it hot."]}
 
-    def score(model: str) -> int:
+    review = {"messages": USER, "answer": "Mix flour and water, knead and bake."}
+
+    def call(model: str | None) -> int:
+        if model is None:  # a review: an ordinary generation step beside the scores
+            url = f"{served.base_url}/v1/conscience/review"
+            return httpx.post(url, json=review, timeout=120).status_code
         url = f"{served.base_url}/v1/conscience/score"
         return httpx.post(url, json={**body, "model": model}, timeout=120).status_code
 
-    models = [TINY_NAME, f"{TINY_NAME}@base"] * 3
-    with concurrent.futures.ThreadPoolExecutor(len(models)) as pool:
-        assert list(pool.map(score, models)) == [200] * len(models)
+    calls = [TINY_NAME, None, f"{TINY_NAME}@base", None] * 3
+    with concurrent.futures.ThreadPoolExecutor(len(calls)) as pool:
+        assert list(pool.map(call, calls)) == [200] * len(calls)
     assert chat(served.base_url)["adapter"] == version
 
 
