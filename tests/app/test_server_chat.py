@@ -198,7 +198,10 @@ def test_review_endpoint_judges_a_given_answer(server):
     review = response.json()
     assert review["verdict"] in {"ethical", "neutral", "unethical"}
     assert sum(review["probabilities"].values()) == pytest.approx(1.0)
-    assert review["score"] == pytest.approx(review["probabilities"]["unethical"])
+    # introspective asks yes/no; with no profile for the tiny model the score is P("Yes")
+    assert set(review["probabilities"]) == {"Yes", "No"} and review["calibration"] is None
+    assert review["score"] == pytest.approx(review["probabilities"]["Yes"])
+    assert review["raw_score"] == review["score"]
     assert review["framework"] == "wwjd" and review["review_layout"] == "framework_first"
     bad = httpx.post(f"{server.base_url}/v1/conscience/review", json={"messages": HELLO})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "answer"
