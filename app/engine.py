@@ -42,24 +42,41 @@ class SamplingConfig:
 
 @dataclass
 class TextDelta:
-    """A piece of generated text; the last one carries ``finish_reason``."""
+    """A piece of generated text; the last one carries ``finish_reason``.
+
+    ``token_ids`` are the piece's generated token ids and ``cached_tokens`` how many prompt
+    tokens the engine served from its prefix cache (engines that cannot tell leave them empty).
+    """
 
     text: str
     completion_tokens: int
     finish_reason: str | None = None
+    token_ids: tuple[int, ...] = ()
+    cached_tokens: int = 0
 
 
 @dataclass
 class Generation:
-    """A finished generation, kept as the pieces it streamed in."""
+    """A finished generation, kept as the pieces (and token ids) it streamed in."""
 
     pieces: list[str] = field(default_factory=list)
     completion_tokens: int = 0
     finish_reason: str = "stop"
+    token_ids: list[int] = field(default_factory=list)
+    cached_tokens: int = 0
 
     @property
     def text(self) -> str:
         return "".join(self.pieces)
+
+
+@dataclass(frozen=True)
+class FirstToken:
+    """Exact log-probabilities of asked token ids as the first generated token, and how many
+    prompt tokens came from the prefix cache."""
+
+    logprobs: dict[int, float]
+    cached_tokens: int = 0
 
 
 class Engine(Protocol):
@@ -98,9 +115,13 @@ class Engine(Protocol):
         """Generate, yielding text deltas. Closing the iterator aborts the request."""
         ...
 
+    def special_token_ids(self) -> frozenset[int]:
+        """Ids of the tokenizer's special tokens (turn markers, end of sequence)."""
+        ...
+
     async def first_token_logprobs(
         self, request_id: str, prompt_ids: list[int], token_ids: Sequence[int]
-    ) -> dict[int, float]:
+    ) -> FirstToken:
         """Exact log-probabilities of ``token_ids`` as the first generated token (frozen base)."""
         ...
 

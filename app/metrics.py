@@ -6,6 +6,8 @@ Labels are bounded: stage, framework (operator-defined set), verdict, action, fa
 
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client import Counter, Gauge, Histogram, Info
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -35,10 +37,30 @@ FAIL_DECISIONS = Counter(
 TOKENS = Counter(
     "conscience_tokens_total", "Tokens processed, by stage and kind.", ["stage", "kind"]
 )
+CACHED_TOKENS = Counter(
+    "conscience_prefix_cached_tokens_total",
+    "Prompt tokens served from the engine's prefix cache, by stage (compare with "
+    "conscience_tokens_total{kind='prompt'}).",
+    ["stage"],
+)
 IN_FLIGHT = Gauge("conscience_requests_in_flight", "Chat completions being served.")
 REQUEST_ERRORS = Counter(
     "conscience_request_errors_total", "Requests answered with an error.", ["status"]
 )
+EVENT_LOOP_TASKS = Gauge(
+    "conscience_event_loop_tasks", "Asyncio tasks alive in the server's event loop (at scrape)."
+)
+
+
+def _event_loop_tasks() -> float:
+    """Tasks of the running loop; NaN when collected outside one (``/metrics`` runs in it)."""
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:
+        return float("nan")
+
+
+EVENT_LOOP_TASKS.set_function(_event_loop_tasks)
 
 # Pair queue (producer side)
 QUEUE_PRODUCED = Counter("conscience_queue_produced_total", "Pairs durably written.")

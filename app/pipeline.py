@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from app import metrics
 from app.conscience.calibration import ProfileBook
 from app.conscience.frameworks import Framework, FrameworkCatalog
-from app.conscience.prompts import review_prompt_hash, review_prompt_ids, rewrite_messages
+from app.conscience.prompts import (
+    DraftTokens,
+    review_prompt_hash,
+    review_prompt_ids,
+    rewrite_messages,
+)
 from app.conscience.verdict import JudgeBook, Judgement
 from app.engine import Adapter, Engine, Generation, SamplingConfig, TextDelta
 from app.errors import (
@@ -37,7 +42,7 @@ from app.protocol import (
     as_chat,
 )
 from app.records import Message, PairRecord
-from app.settings import FailurePolicy, Mode, Settings
+from app.settings import FailurePolicy, Mode, ReviewLayout, Settings
 
 PairSink = Callable[[PairRecord], bool]
 
@@ -73,6 +78,7 @@ class Review:
     score: float | None = None
     error: str | None = None
     judgement: Judgement | None = None
+    layout: ReviewLayout | None = None
 
 
 class ConsciencePipeline:
@@ -196,7 +202,8 @@ class ConsciencePipeline:
         chosen = self.catalog.get(framework or self.settings.framework)
         plan = Plan(request_id, conversation, [], SamplingConfig(1), Mode.flag, chosen, False)
         latency = StageLatency()
-        review = await self._review(plan, conversation, answer, latency)
+        layout = self.settings.review_layout.for_draft(False)
+        review = await self._review(plan, conversation, answer, latency, layout)
         return chosen, review, latency.review
 
     async def _conscience(
@@ -207,7 +214,13 @@ class ConsciencePipeline:
         latency: StageLatency,
         start: float,
     ) -> Outcome:
-        review = await self._review(plan, plan.messages, draft.text, latency)
+        layout = self.settings.review_layout.for_draft(adapter_version is not None)
+        # The draft's own tokens, when its KV cache is the frozen base's to reuse (stop strings
+        # cut the text short of the generated tokens).
+        drafted = None
+        if adapter_version is None and not plan.sampling.stop:
+            drafted = DraftTokens(plan.prompt_ids, draft.token_ids)
+        review = await self._review(plan, plan.messages, draft.text, latency, layout, drafted)
         if review.error is not None:
             return self._on_review_failure(plan, draft, review, latency, start)
         if review.verdict is not Verdict.unethical:
@@ -219,7 +232,7 @@ class ConsciencePipeline:
         rewrite = await self._rewrite(plan, draft.text, latency)
         report = self._report(plan, review, Action.rewritten, latency, start)
         if self.settings.rereview_rewrite:
-            again = await self._review(plan, plan.messages, rewrite.text, latency)
+            again = await self._review(plan, plan.messages, rewrite.text, latency, layout)
             report.rewrite_verdict, report.rewrite_score = again.verdict, again.score
         self._record_pair(plan, draft, rewrite, review, adapter_version)
         return Outcome(rewrite, len(plan.prompt_ids), report)
@@ -241,6 +254,8 @@ class ConsciencePipeline:
         async with aclosing(deltas):
             async for delta in deltas:
                 into.pieces.append(delta.text)
+                into.token_ids.extend(delta.token_ids)
+                into.cached_tokens = delta.cached_tokens
                 into.completion_tokens = delta.completion_tokens
                 if delta.finish_reason is not None:
                     into.finish_reason = delta.finish_reason
@@ -248,32 +263,41 @@ class ConsciencePipeline:
         metrics.STAGE_LATENCY.labels(stage).observe(time.perf_counter() - started)
         metrics.TOKENS.labels(stage, "prompt").inc(len(prompt_ids))
         metrics.TOKENS.labels(stage, "completion").inc(into.completion_tokens)
+        metrics.CACHED_TOKENS.labels(stage).inc(into.cached_tokens)
 
     async def _review(
-        self, plan: Plan, conversation: list[dict[str, str]], answer: str, latency: StageLatency
+        self,
+        plan: Plan,
+        conversation: list[dict[str, str]],
+        answer: str,
+        latency: StageLatency,
+        layout: ReviewLayout,
+        drafted: DraftTokens | None = None,
     ) -> Review:
         started = time.perf_counter()
-        judge = self.judges.get(plan.framework)
+        judge = self.judges.get(plan.framework, layout)
         try:
             ids = review_prompt_ids(
                 self.engine,
                 plan.framework,
-                self.settings.review_layout,
+                layout,
                 conversation,
                 answer,
                 self.settings.review_max_input_tokens,
+                drafted,
             )
             async with asyncio.timeout(self.settings.review_timeout_s):
-                logprobs = await self.engine.first_token_logprobs(
+                first = await self.engine.first_token_logprobs(
                     f"{plan.request_id}-review", ids, judge.token_ids
                 )
             try:
-                judgement = judge.judge(logprobs, self.settings.flag_threshold)
+                judgement = judge.judge(first.logprobs, self.settings.flag_threshold)
             except ValueError as exc:
                 raise ReviewOutputInvalid(str(exc)) from exc
             result = Review(judgement.verdict, judgement.score, judgement=judgement)
             metrics.VERDICTS.labels(plan.framework.name, judgement.verdict.value).inc()
             metrics.TOKENS.labels("review", "prompt").inc(len(ids))
+            metrics.CACHED_TOKENS.labels("review").inc(first.cached_tokens)
         except TimeoutError:
             limit = self.settings.review_timeout_s
             result = _failed(plan, "timeout", f"the review took longer than {limit}s")
@@ -283,6 +307,7 @@ class ConsciencePipeline:
             result = _failed(plan, "bad_output", exc.message)
         except EngineUnavailable as exc:
             result = _failed(plan, "engine_error", exc.message)
+        result.layout = layout
         elapsed = time.perf_counter() - started
         latency.review += elapsed * 1000
         metrics.STAGE_LATENCY.labels("review").observe(elapsed)
@@ -340,6 +365,7 @@ class ConsciencePipeline:
             framework=plan.framework.name,
             framework_version=plan.framework.version,
             framework_hash=plan.framework.prompt_hash,
+            review_layout=review.layout.value if review.layout else None,
             action=action,
             latency_ms=latency,
             review_error=review.error,
@@ -361,7 +387,7 @@ class ConsciencePipeline:
             rejected=[Message(role="assistant", content=draft.text)],
             framework=plan.framework.name,
             framework_version=plan.framework.version,
-            review_prompt_hash=review_prompt_hash(plan.framework, self.settings.review_layout),
+            review_prompt_hash=review_prompt_hash(plan.framework, review.layout),
             verdict=review.verdict.value,
             score=review.score,
             adapter_version=adapter_version,

@@ -157,6 +157,9 @@ class ConscienceReport(BaseModel):
     framework: str
     framework_version: str
     framework_hash: str
+    review_layout: str | None = Field(
+        None, description="The review prompt's layout (framework_first or continuation)."
+    )
     action: Action
     latency_ms: StageLatency
     adapter: str | None = Field(None, description="Adapter the draft came from; None: base.")

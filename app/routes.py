@@ -150,7 +150,7 @@ async def review_answer(request: Request) -> ReviewResponse:
         framework=framework.name,
         framework_version=framework.version,
         framework_hash=framework.prompt_hash,
-        review_layout=state.settings.review_layout.value,
+        review_layout=(review.layout or state.settings.review_layout).value,
         latency_ms=round(elapsed_ms, 3),
         review_error=review.error,
     )

@@ -24,12 +24,21 @@ class ReviewLayout(StrEnum):
     """How the review prompt is laid out.
 
     ``framework_first``: the framework text opens the prompt (shared prefix across requests).
-    ``continuation``: the review question follows the conversation and the draft, so it can
-    reuse the draft's KV cache when no adapter is active.
+    ``continuation``: the review question follows the conversation and the draft, token for
+    token, so it reuses the draft's KV cache when the draft ran on the frozen base.
+    ``auto``: ``continuation`` unless an adapter drafted (the base cannot reuse an adapter's
+    cache), then ``framework_first``.
     """
 
     framework_first = "framework_first"
     continuation = "continuation"
+    auto = "auto"
+
+    def for_draft(self, adapter_drafted: bool) -> ReviewLayout:
+        """The concrete layout of one review."""
+        if self is ReviewLayout.auto:
+            return ReviewLayout.framework_first if adapter_drafted else ReviewLayout.continuation
+        return self
 
 
 class FailurePolicy(StrEnum):
@@ -103,8 +112,9 @@ class Settings(BaseSettings):
     block_size: int | None = Field(
         None,
         ge=1,
-        description="vLLM KV block size (tokens). Only full blocks are reused by prefix caching; "
-        "CPU builds default to 128, so smaller blocks let reviews reuse more of the prompt.",
+        description="vLLM KV block size (tokens). Only full blocks are reused by prefix caching, "
+        "so reviews reuse more of the draft's cache with small blocks. Default: 32 on CPU "
+        "builds (vLLM's own CPU default is 128), vLLM's default (16) on GPUs.",
     )
     generation_config: GenerationConfigSource = Field(
         GenerationConfigSource.auto,
@@ -147,7 +157,9 @@ class Settings(BaseSettings):
         True, description="Apply the shipped calibration profiles of the served model."
     )
     review_layout: ReviewLayout = Field(
-        ReviewLayout.framework_first, description="Review prompt layout."
+        ReviewLayout.auto,
+        description="Review prompt layout: auto continues the draft's own tokens (reusing its KV "
+        "cache) when the draft ran on the base, framework_first when an adapter drafted.",
     )
     flag_threshold: float | None = Field(
         None,

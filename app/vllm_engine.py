@@ -12,12 +12,15 @@ from contextlib import aclosing
 from pathlib import Path
 
 from app.conscience.labels import MAX_SCORED_TOKENS
-from app.engine import Adapter, SamplingConfig, TextDelta
+from app.engine import Adapter, FirstToken, SamplingConfig, TextDelta
 from app.engine_gate import EngineGate
 from app.errors import ContextLengthExceeded, EngineUnavailable, ReviewOutputInvalid
 from app.settings import Settings
 
 CPU_DEFAULT_KV_GIB = 2.0
+# Prefix caching reuses whole blocks only. vLLM's CPU default (128 tokens) leaves most of a
+# review's reusable prefix uncached; 32 is the smallest size its CPU kernels are tuned for.
+CPU_DEFAULT_BLOCK_SIZE = 32
 
 
 def engine_args(settings: Settings, model_dir: Path, served_name: str):
@@ -31,9 +34,12 @@ def engine_args(settings: Settings, model_dir: Path, served_name: str):
         # fails on any machine where other processes hold memory. VLLM_CPU_KVCACHE_SPACE,
         # when set, still wins (vLLM applies it after these arguments).
         kv_gib = CPU_DEFAULT_KV_GIB
+    block_size = settings.block_size
+    if block_size is None and current_platform.is_cpu():
+        block_size = CPU_DEFAULT_BLOCK_SIZE
     return AsyncEngineArgs(
         kv_cache_memory_bytes=int(kv_gib * 2**30) if kv_gib else None,
-        block_size=settings.block_size,
+        block_size=block_size,
         model=str(model_dir),
         served_model_name=[served_name],
         tensor_parallel_size=settings.tensor_parallel_size,
@@ -59,6 +65,12 @@ class VllmEngine:
         self._llm = llm
         self._tokenizer = llm.get_tokenizer()
         self._gate = EngineGate()  # prompt-logprob scoring runs alone (see app.engine_gate)
+        self._special = frozenset(
+            [
+                *self._tokenizer.all_special_ids,
+                *(i for i, t in self._tokenizer.added_tokens_decoder.items() if t.special),
+            ]
+        )
         self.model_name = model_name
         self.max_model_len: int = llm.model_config.max_model_len
 
@@ -90,6 +102,9 @@ class VllmEngine:
 
     def decode_token(self, token_id: int) -> str:
         return self._tokenizer.decode([token_id])
+
+    def special_token_ids(self) -> frozenset[int]:
+        return self._special
 
     def truncate(self, text: str, max_tokens: int) -> str:
         ids = self._tokenizer.encode(text, add_special_tokens=False)
@@ -132,7 +147,8 @@ class VllmEngine:
                 tokens += len(piece.token_ids)
                 finished = out.finished
                 reason = piece.finish_reason if finished else None
-                yield TextDelta(piece.text, tokens, reason)
+                cached = out.num_cached_tokens or 0
+                yield TextDelta(piece.text, tokens, reason, tuple(piece.token_ids), cached)
         finally:
             await outputs.aclose()
             if not finished:
@@ -140,7 +156,7 @@ class VllmEngine:
 
     async def first_token_logprobs(
         self, request_id: str, prompt_ids: list[int], token_ids: Sequence[int]
-    ) -> dict[int, float]:
+    ) -> FirstToken:
         from vllm.sampling_params import SamplingParams
 
         params = SamplingParams(
@@ -152,7 +168,8 @@ class VllmEngine:
         if final is None or not final.outputs[0].logprobs:
             raise ReviewOutputInvalid("the engine returned no logprobs for the review")
         first = final.outputs[0].logprobs[0]
-        return {tid: entry.logprob for tid, entry in first.items()}
+        logprobs = {tid: entry.logprob for tid, entry in first.items()}
+        return FirstToken(logprobs, final.num_cached_tokens or 0)
 
     async def score_answer(
         self,

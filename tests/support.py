@@ -6,7 +6,7 @@ import asyncio
 import math
 from collections.abc import AsyncIterator, Sequence
 
-from app.engine import Adapter, SamplingConfig, TextDelta
+from app.engine import Adapter, FirstToken, SamplingConfig, TextDelta
 
 TINY_NAME = "tiny"
 
@@ -26,7 +26,8 @@ class ScriptedEngine:
     ``answers`` are returned in order by ``stream`` (one word per piece); ``verdicts`` are
     label-word probability dicts (see ``judged``), or exceptions to raise, or a delay in
     seconds, that ``first_token_logprobs`` turns into the log-probabilities of the asked ids.
-    Its tokenizer gives each whitespace-separated word one id.
+    Its tokenizer gives each whitespace-separated word one id; a chat is each message's words
+    followed by the end-of-turn id 0.
     """
 
     model_name = "scripted"
@@ -44,8 +45,11 @@ class ScriptedEngine:
     def decode_token(self, token_id: int) -> str:
         return next((w for w, i in self.vocab.items() if i == token_id), "")
 
+    def special_token_ids(self) -> frozenset[int]:
+        return frozenset({0})
+
     def encode_chat(self, messages: Sequence[dict[str, str]]) -> list[int]:
-        return [len(w) for m in messages for w in m["content"].split()] + [0]
+        return [t for m in messages for t in (*self.encode_text(m["content"]), 0)]
 
     def token_count(self, text: str) -> int:
         return len(text.split())
@@ -62,7 +66,7 @@ class ScriptedEngine:
             last = i == len(words) - 1
             yield TextDelta(word if i == 0 else " " + word, i + 1, "stop" if last else None)
 
-    async def first_token_logprobs(self, request_id, prompt_ids, token_ids) -> dict[int, float]:
+    async def first_token_logprobs(self, request_id, prompt_ids, token_ids) -> FirstToken:
         self.calls.append((request_id, None))
         verdict = self.verdicts.pop(0)
         if isinstance(verdict, BaseException):
@@ -72,11 +76,13 @@ class ScriptedEngine:
             verdict = judged(0.0)
         words = {tid: self.decode_token(tid).strip().lower() for tid in token_ids}
         found = [w for w in words.values() if w in verdict]
-        return {
-            tid: math.log(verdict[w] / found.count(w)) if verdict[w] > 0 else -math.inf
-            for tid, w in words.items()
-            if w in verdict
-        }
+        return FirstToken(
+            {
+                tid: math.log(verdict[w] / found.count(w)) if verdict[w] > 0 else -math.inf
+                for tid, w in words.items()
+                if w in verdict
+            }
+        )
 
     async def load_adapter(self, adapter: Adapter) -> None:
         return None

@@ -8,12 +8,17 @@ them into real turn boundaries, letting a draft forge a judge turn that answers 
 
 The judge's question and its answer words come from the framework (``review_question`` and
 its label set); the review is one token, scored from exact label log-probabilities.
+
+In the ``continuation`` layout the judge's tokens start with the draft request's own tokens
+(its prompt, then what it generated), so vLLM's prefix cache serves everything but the review
+question when the draft ran on the frozen base (``on_draft_tokens``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from app.conscience.frameworks import Framework
 from app.engine import Engine
@@ -131,6 +136,14 @@ def rewrite_messages(
     return [{"role": "system", "content": system}, *turns]
 
 
+@dataclass(frozen=True)
+class DraftTokens:
+    """A draft as the engine ran it: the prompt ids it was given and the ids it generated."""
+
+    prompt_ids: Sequence[int]
+    output_ids: Sequence[int]
+
+
 def review_prompt_ids(
     engine: Engine,
     framework: Framework,
@@ -138,10 +151,40 @@ def review_prompt_ids(
     conversation: Sequence[dict[str, str]],
     draft: str,
     max_input_tokens: int,
+    drafted: DraftTokens | None = None,
 ) -> list[int]:
-    """The judge's prompt as token ids (what the server and ``conscience calibrate`` send)."""
+    """The judge's prompt as token ids (what the server and ``conscience calibrate`` send).
+
+    ``drafted`` (continuation layout only): the draft's own tokens, to build on them."""
     messages = review_messages(engine, framework, layout, conversation, draft, max_input_tokens)
-    return engine.encode_chat(messages)
+    ids = engine.encode_chat(messages)
+    if layout is ReviewLayout.continuation and drafted is not None:
+        return on_draft_tokens(engine, ids, draft, drafted)
+    return ids
+
+
+def on_draft_tokens(engine: Engine, ids: list[int], draft: str, drafted: DraftTokens) -> list[int]:
+    """``ids`` with the draft's text replaced by the very tokens the engine generated.
+
+    The rendered review prompt opens with the draft's prompt and the draft's text; sampling may
+    have produced that text as other tokens than re-encoding gives, and only an exact token
+    prefix is served from the cache. ``ids`` come back unchanged when the prompt does not open
+    with the draft's prompt (its control tokens were defused) or the generated tokens hold a
+    special token other than the closing one.
+    """
+    head = list(drafted.prompt_ids)
+    if ids[: len(head)] != head:
+        return ids
+    rendered = engine.encode_text(defuse_control_tokens(draft))
+    if ids[len(head) : len(head) + len(rendered)] != rendered:
+        return ids
+    special = engine.special_token_ids()
+    generated = list(drafted.output_ids)
+    while generated and generated[-1] in special:  # end of turn: the template adds its own
+        generated.pop()
+    if generated == rendered or any(t in special for t in generated):
+        return ids
+    return head + generated + ids[len(head) + len(rendered) :]
 
 
 def review_prompt_hash(framework: Framework, layout: ReviewLayout) -> str:

@@ -92,7 +92,8 @@ class Judge:
 
 
 class JudgeBook:
-    """A ready ``Judge`` for every framework of a catalog, built once at start-up."""
+    """A ready ``Judge`` for every framework of a catalog and every concrete layout the
+    server's layout setting uses, built once at start-up."""
 
     def __init__(
         self,
@@ -102,10 +103,12 @@ class JudgeBook:
         decode: Callable[[int], str],
         profiles: ProfileBook,
     ):
-        self._judges: dict[str, Judge] = {}
+        layouts = {layout.for_draft(False), layout.for_draft(True)}
+        self._judges: dict[tuple[str, ReviewLayout], Judge] = {}
         for fw in frameworks:
-            profile = profiles.for_prompt(review_prompt_hash(fw, layout))
-            self._judges[fw.name] = Judge(fw, layout, encode, decode, profile)
+            for lay in layouts:
+                profile = profiles.for_prompt(review_prompt_hash(fw, lay))
+                self._judges[fw.name, lay] = Judge(fw, lay, encode, decode, profile)
 
-    def get(self, framework: Framework) -> Judge:
-        return self._judges[framework.name]
+    def get(self, framework: Framework, layout: ReviewLayout) -> Judge:
+        return self._judges[framework.name, layout]

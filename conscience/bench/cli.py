@@ -69,8 +69,12 @@ def bench(
     ] = DEFAULT_PROMPTS,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("var/bench"),
     review_layouts: Annotated[
-        str, typer.Option(help="Comma-separated layouts; extra ones run mode flag on clean.")
-    ] = "framework_first",
+        str,
+        typer.Option(
+            help="Comma-separated layouts; the first runs every mode, extra ones mode flag on "
+            "clean traffic."
+        ),
+    ] = "auto,framework_first",
     quick: Annotated[
         bool, typer.Option(help="Small CI run: concurrency 1,2; 4 requests; 8 tokens.")
     ] = False,
@@ -78,6 +82,9 @@ def bench(
         os.cpu_count() or 1
     ),
     kv_cache_gib: Annotated[int, typer.Option(min=1, help="VLLM_CPU_KVCACHE_SPACE.")] = 1,
+    block_size: Annotated[
+        int, typer.Option(min=1, help="KV block size of every server (ours' CPU default).")
+    ] = 32,
     max_model_len: Annotated[int, typer.Option(min=64, help="Context length.")] = 2048,
     dtype: Annotated[str, typer.Option(help="Engine dtype.")] = "auto",
     request_timeout_s: Annotated[float, typer.Option(help="Per request.")] = 300.0,
@@ -93,6 +100,7 @@ def bench(
         dtype=dtype,
         threads=threads,
         kv_cache_gib=kv_cache_gib,
+        block_size=block_size,
     )
     config = BenchConfig(
         model=str(model_dir),
@@ -101,6 +109,7 @@ def bench(
         requests=requests or sizes["requests"],
         max_tokens=max_tokens or sizes["max_tokens"],
         review_layouts=[part.strip() for part in review_layouts.split(",") if part.strip()],
+        block_size=block_size,
         threads=threads,
         kv_cache_gib=kv_cache_gib,
         max_model_len=max_model_len,
@@ -156,7 +165,7 @@ def _say(text: str) -> None:
 
 
 def _finish(result: BenchResult, out: Path) -> None:
-    wide = Console(width=200, record=True)
+    wide = Console(width=260, record=True)
     wide.print(table(result))
     (out / "table.txt").write_text(wide.export_text())
     plot(result, out / "latency.png")

@@ -2,6 +2,8 @@
 
 Ratios compare each row with plain vLLM (LoRA enabled, the same engine settings) on the same
 traffic at the same concurrency: ``rps_vs_vllm`` > 1 is faster, ``p50_vs_vllm`` > 1 slower.
+``p50_vs_off`` is the review's own price: a flag/rewrite row's p50 over mode ``off`` on the same
+server, traffic and concurrency (free of what enabling LoRA costs).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pydantic import BaseModel, Field
 from rich.table import Table
 
 from conscience.bench.load import Sample
+from conscience.bench.scrape import Counters
 
 BASELINE = "vllm"
 
@@ -28,6 +31,7 @@ class BenchConfig(BaseModel):
     requests: int = Field(ge=1)
     max_tokens: int = Field(ge=1)
     review_layouts: list[str] = Field(min_length=1)
+    block_size: int = Field(ge=1, description="KV block size of every server.")
     threads: int = Field(ge=1, description="OMP_NUM_THREADS of every server.")
     kv_cache_gib: int = Field(ge=1, description="VLLM_CPU_KVCACHE_SPACE of every server.")
     max_model_len: int = Field(ge=64)
@@ -66,8 +70,19 @@ class Row(BaseModel):
     ttft_p50_ms: float | None = Field(None, description="Streamed requests only.")
     review_p50_ms: float | None = Field(None, description="Our review stage (server-measured).")
     actions: dict[str, int] = Field(default_factory=dict)
+    review_prompt_tokens: float | None = Field(None, description="Mean review prompt length.")
+    review_prefill_tokens: float | None = Field(
+        None, description="Mean review prompt tokens not served from the prefix cache."
+    )
+    review_cache_hit: float | None = Field(
+        None, description="Share of review prompt tokens served from the prefix cache."
+    )
+    prefix_cache_hit: float | None = Field(
+        None, description="Engine-wide prefix-cache hit rate (vLLM's counters), all requests."
+    )
     rps_vs_vllm: float | None = None
     p50_vs_vllm: float | None = None
+    p50_vs_off: float | None = None
 
 
 class BenchResult(BaseModel):
@@ -89,8 +104,9 @@ def summarize(
     concurrency: int,
     samples: list[Sample],
     wall_s: float,
+    counted: Counters,
 ) -> Row:
-    """A row from one load run's samples."""
+    """A row from one load run's samples and the server counters it moved."""
     ok = [s for s in samples if s.error is None]
     failed = [s for s in samples if s.error is not None]
     latencies = [s.latency_s for s in ok]
@@ -114,11 +130,32 @@ def summarize(
         ttft_p50_ms=_ms(ttfts, 50),
         review_p50_ms=_ms(reviews, 50),
         actions=dict(Counter(s.action for s in ok if s.action)),
+        **_cache_figures(counted),
     )
 
 
+def _cache_figures(c: Counters) -> dict[str, float | None]:
+    def ratio(a: float, b: float, digits: int = 3) -> float | None:
+        return round(a / b, digits) if b > 0 else None
+
+    return {
+        "review_prompt_tokens": ratio(c.review_prompt_tokens, c.reviews, 1),
+        "review_prefill_tokens": ratio(
+            c.review_prompt_tokens - c.review_cached_tokens, c.reviews, 1
+        ),
+        "review_cache_hit": ratio(c.review_cached_tokens, c.review_prompt_tokens),
+        "prefix_cache_hit": ratio(c.cache_hits, c.cache_queries),
+    }
+
+
 def add_ratios(rows: list[Row]) -> None:
-    """Fill each row's ratios to plain vLLM on the same traffic and concurrency."""
+    """Fill each row's ratios to plain vLLM and to mode off on the same traffic, concurrency
+    (and, for ``p50_vs_off``, layout: the same server)."""
+    off = {(r.traffic, r.concurrency, r.review_layout): r for r in rows if r.target == "off"}
+    for row in rows:
+        same = off.get((row.traffic, row.concurrency, row.review_layout))
+        if row.target in ("flag", "rewrite") and same and same.latency_ms.p50:
+            row.p50_vs_off = _ratio(row.latency_ms.p50, same.latency_ms.p50)
     base = {(r.traffic, r.concurrency): r for r in rows if r.target == BASELINE}
     for row in rows:
         ref = base.get((row.traffic, row.concurrency))
@@ -126,8 +163,11 @@ def add_ratios(rows: list[Row]) -> None:
             continue
         if ref.requests_per_s:
             row.rps_vs_vllm = round(row.requests_per_s / ref.requests_per_s, 3)
-        if ref.latency_ms.p50 and row.latency_ms.p50:
-            row.p50_vs_vllm = round(row.latency_ms.p50 / ref.latency_ms.p50, 3)
+        row.p50_vs_vllm = _ratio(row.latency_ms.p50, ref.latency_ms.p50)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
 
 
 def label(row: Row) -> str:
@@ -137,6 +177,10 @@ def label(row: Row) -> str:
 
 def _num(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
 
 
 def table(result: BenchResult) -> Table:
@@ -149,7 +193,9 @@ def table(result: BenchResult) -> Table:
     )
     for name in ("traffic", "target", "conc", "req/s", "out tok/s", "p50 ms", "p95 ms"):
         out.add_column(name, justify="left" if name in ("traffic", "target") else "right")
-    for name in ("p99 ms", "TTFT p50", "review p50", "errors", "x vLLM req/s", "x vLLM p50"):
+    for name in ("p99 ms", "TTFT p50", "review p50", "review prefill", "review hit", "errors"):
+        out.add_column(name, justify="right")
+    for name in ("x vLLM req/s", "x vLLM p50", "x off p50"):
         out.add_column(name, justify="right")
     out.add_column("actions")
     rows = sorted(result.rows, key=lambda r: (r.traffic, r.concurrency))
@@ -165,9 +211,12 @@ def table(result: BenchResult) -> Table:
             _num(r.latency_ms.p99),
             _num(r.ttft_p50_ms),
             _num(r.review_p50_ms),
+            _num(r.review_prefill_tokens),
+            _pct(r.review_cache_hit),
             str(r.errors),
             _num(r.rps_vs_vllm, 2),
             _num(r.p50_vs_vllm, 2),
+            _num(r.p50_vs_off, 2),
             " ".join(f"{k}:{v}" for k, v in sorted(r.actions.items())),
         )
     return out

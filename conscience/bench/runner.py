@@ -23,6 +23,7 @@ from pathlib import Path
 
 from conscience.bench.load import Messages, request_bodies, run_load
 from conscience.bench.report import BenchConfig, Row, summarize
+from conscience.bench.scrape import read_counters
 from conscience.bench.servers import (
     EngineConfig,
     ServerSpec,
@@ -91,6 +92,7 @@ def run_phase(
     say(f"{spec.name}: starting (log: {log})")
     with running(spec, log, config.start_timeout_s) as base_url:
         url = f"{base_url}/v1/chat/completions"
+        measure = partial(_measure, base_url)
         for cell in phase.cells:  # warm-up: one streamed and one whole request, not counted
             warm = request_bodies(
                 config.served_name, prompts[cell.traffic], 2, config.max_tokens, cell.mode
@@ -98,14 +100,17 @@ def run_phase(
             asyncio.run(run_load(url, warm, 1, config.request_timeout_s))
         for concurrency in config.concurrency:
             for cell in phase.cells:
-                on_row(_measure(url, cell, concurrency, config, prompts[cell.traffic]))
+                on_row(measure(cell, concurrency, config, prompts[cell.traffic]))
 
 
 def _measure(
-    url: str, cell: Cell, concurrency: int, config: BenchConfig, prompts: list[Messages]
+    base_url: str, cell: Cell, concurrency: int, config: BenchConfig, prompts: list[Messages]
 ) -> Row:
     bodies = request_bodies(
         config.served_name, prompts, config.requests, config.max_tokens, cell.mode
     )
+    url = f"{base_url}/v1/chat/completions"
+    before = read_counters(base_url)
     samples, wall = asyncio.run(run_load(url, bodies, concurrency, config.request_timeout_s))
-    return summarize(cell.traffic, cell.target, cell.layout, concurrency, samples, wall)
+    counted = read_counters(base_url) - before
+    return summarize(cell.traffic, cell.target, cell.layout, concurrency, samples, wall, counted)

@@ -45,6 +45,7 @@ class EngineConfig:
     max_loras: int = _DEFAULTS["max_loras"].default
     threads: int = os.cpu_count() or 1
     kv_cache_gib: int = 1
+    block_size: int = 32
 
     def env(self) -> dict[str, str]:
         """The children's environment: ours minus ``CONSCIENCE_*``, plus the engine knobs."""
@@ -63,6 +64,7 @@ class EngineConfig:
             "--max-model-len", str(self.max_model_len),
             "--enforce-eager",
             "--enable-prefix-caching",
+            "--block-size", str(self.block_size),
         ]  # fmt: skip
 
     def lora_args(self) -> list[str]:

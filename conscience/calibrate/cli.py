@@ -4,7 +4,8 @@
         --framework introspective --framework three_laws --out profiles/
 
 Refuses rows marked ``split: test``: a profile is fitted on dev data only. Writes one
-``<model>.<framework>.json`` profile per framework; ``conscience serve --calibration FILE``
+``<model>.<framework>[.continuation].json`` profile per framework and layout (``auto``: both
+layouts the server's ``auto`` layout uses); ``conscience serve --calibration FILE``
 applies it (the shipped ones apply by themselves to the named models).
 """
 
@@ -45,9 +46,10 @@ def calibrate(
     frameworks_dir: Annotated[
         Path | None, typer.Option(help="Directory of your own framework YAML files.")
     ] = None,
-    review_layout: Annotated[ReviewLayout, typer.Option(help="Review layout.")] = (
-        ReviewLayout.framework_first
-    ),
+    review_layout: Annotated[
+        ReviewLayout,
+        typer.Option(help="Review layout; auto fits both layouts the server's auto uses."),
+    ] = ReviewLayout.auto,
     target_fpr: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="False-positive rate the threshold allows.")
     ] = 0.05,
@@ -134,9 +136,14 @@ async def _calibrate(
     model_dir = resolve_model(model, settings.cache_dir, lambda m: console.print(m))
     name = served_name(model, model_dir)
     engine = VllmEngine.start(settings, model_dir, name)
+    layouts = (
+        [ReviewLayout.framework_first, ReviewLayout.continuation]
+        if layout is ReviewLayout.auto
+        else [layout]
+    )
     written = []
     try:
-        for fw in chosen:
+        for fw, layout in ((fw, lay) for fw in chosen for lay in layouts):
             judged = await judge_rows(engine, fw, layout, items, settings.review_max_input_tokens)
             fitted = fit(
                 judged.raw,
@@ -149,8 +156,9 @@ async def _calibrate(
                 groups=[i.source or "-" for i in items],
             )
             slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-").lower()
+            suffix = "" if layout is ReviewLayout.framework_first else f".{layout.value}"
             profile = CalibrationProfile(
-                name=f"{slug}.{fw.name}",
+                name=f"{slug}.{fw.name}{suffix}",
                 model=model_fingerprint(model_dir),
                 model_name=name,
                 framework=fw.name,

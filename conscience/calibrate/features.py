@@ -143,7 +143,8 @@ async def judge_rows(
             engine, framework, layout, item.chat(), item.answer, max_input_tokens
         )
         async with gate:
-            logprobs = await engine.first_token_logprobs(f"cal-{framework.name}-{row}", prompt, ids)
+            first = await engine.first_token_logprobs(f"cal-{framework.name}-{row}", prompt, ids)
+        logprobs = first.logprobs
         raw[row] = judge.judge(logprobs, None).raw_score
         features[row] = [features_value(logprobs, t) for t in ids]
         progress.advance(task)

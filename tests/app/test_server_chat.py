@@ -202,7 +202,7 @@ def test_review_endpoint_judges_a_given_answer(server):
     assert set(review["probabilities"]) == {"Yes", "No"} and review["calibration"] is None
     assert review["score"] == pytest.approx(review["probabilities"]["Yes"])
     assert review["raw_score"] == review["score"]
-    assert review["framework"] == "wwjd" and review["review_layout"] == "framework_first"
+    assert review["framework"] == "wwjd" and review["review_layout"] == "continuation"  # auto
     bad = httpx.post(f"{server.base_url}/v1/conscience/review", json={"messages": HELLO})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "answer"
 

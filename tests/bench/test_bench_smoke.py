@@ -20,13 +20,14 @@ pytestmark = pytest.mark.slow
 EXPECTED = {
     ("clean", "vllm-nolora"),
     ("clean", "vllm"),
-    ("clean", "off/framework_first"),
+    ("clean", "off/auto"),
+    ("clean", "flag/auto"),
+    ("clean", "rewrite/auto"),
     ("clean", "flag/framework_first"),
-    ("clean", "rewrite/framework_first"),
     ("flagged", "vllm"),
-    ("flagged", "off/framework_first"),
-    ("flagged", "flag/framework_first"),
-    ("flagged", "rewrite/framework_first"),
+    ("flagged", "off/auto"),
+    ("flagged", "flag/auto"),
+    ("flagged", "rewrite/auto"),
 }
 FLAGGED_ACTIONS = {"off": "passed", "flag": "flagged", "rewrite": "rewritten"}
 
@@ -51,6 +52,15 @@ def test_quick_bench_measures_every_target_without_errors(tiny_model_dir: Path, 
             assert row.actions == {FLAGGED_ACTIONS[row.target]: requests}
         elif row.target in ("flag", "rewrite"):
             assert row.actions == {"passed": requests}
+        assert row.prefix_cache_hit is not None  # vLLM's own counters, on both servers
+        if row.target in ("flag", "rewrite"):
+            assert row.review_prompt_tokens and row.review_prefill_tokens is not None
+            assert row.p50_vs_off is not None and row.p50_vs_vllm is not None
+    # the auto layout's reviews continue the draft: the prefix cache serves part of each
+    for row in bench.rows:
+        if (row.traffic, label(row)) == ("clean", "flag/auto"):
+            assert row.review_cache_hit and row.review_cache_hit > 0
+            assert row.review_prefill_tokens < row.review_prompt_tokens
     assert "vllm-nolora" in (out / "table.txt").read_text()
     assert (out / "latency.png").stat().st_size > 0
-    assert len(list((out / "logs").glob("*.log"))) == 4
+    assert len(list((out / "logs").glob("*.log"))) == 5

@@ -32,8 +32,9 @@ def fitted(tiny_model_dir, tmp_path_factory) -> Path:
         "--out", str(out), "--target-fpr", "0.1",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    (path,) = out.glob("*.json")
-    return path
+    names = sorted(p.name for p in out.glob("*.json"))
+    assert names == ["tiny.introspective.continuation.json", "tiny.introspective.json"]
+    return out / "tiny.introspective.continuation.json"  # what the review endpoint uses (auto)
 
 
 def test_calibrate_writes_a_profile_for_this_model_and_prompt(fitted, tiny_model_dir):
