@@ -22,7 +22,7 @@ from app.conscience.prompts import (
     review_prompt_ids,
     rewrite_messages,
 )
-from app.conscience.verdict import JudgeBook, Judgement
+from app.conscience.verdict import Judge, JudgeBook, Judgement
 from app.engine import Adapter, Engine, Generation, SamplingConfig, TextDelta
 from app.errors import (
     ContextLengthExceeded,
@@ -202,8 +202,8 @@ class ConsciencePipeline:
         chosen = self.catalog.get(framework or self.settings.framework)
         plan = Plan(request_id, conversation, [], SamplingConfig(1), Mode.flag, chosen, False)
         latency = StageLatency()
-        layout = self.settings.review_layout.for_draft(False)
-        review = await self._review(plan, conversation, answer, latency, layout)
+        judge = self.judges.pick(chosen, adapter_drafted=False)
+        review = await self._review(plan, conversation, answer, latency, judge)
         return chosen, review, latency.review
 
     async def _conscience(
@@ -214,13 +214,13 @@ class ConsciencePipeline:
         latency: StageLatency,
         start: float,
     ) -> Outcome:
-        layout = self.settings.review_layout.for_draft(adapter_version is not None)
+        judge = self.judges.pick(plan.framework, adapter_drafted=adapter_version is not None)
         # The draft's own tokens, when its KV cache is the frozen base's to reuse (stop strings
         # cut the text short of the generated tokens).
         drafted = None
         if adapter_version is None and not plan.sampling.stop:
             drafted = DraftTokens(plan.prompt_ids, draft.token_ids)
-        review = await self._review(plan, plan.messages, draft.text, latency, layout, drafted)
+        review = await self._review(plan, plan.messages, draft.text, latency, judge, drafted)
         if review.error is not None:
             return self._on_review_failure(plan, draft, review, latency, start)
         if review.verdict is not Verdict.unethical:
@@ -232,7 +232,7 @@ class ConsciencePipeline:
         rewrite = await self._rewrite(plan, draft.text, latency)
         report = self._report(plan, review, Action.rewritten, latency, start)
         if self.settings.rereview_rewrite:
-            again = await self._review(plan, plan.messages, rewrite.text, latency, layout)
+            again = await self._review(plan, plan.messages, rewrite.text, latency, judge)
             report.rewrite_verdict, report.rewrite_score = again.verdict, again.score
         self._record_pair(plan, draft, rewrite, review, adapter_version)
         return Outcome(rewrite, len(plan.prompt_ids), report)
@@ -271,11 +271,11 @@ class ConsciencePipeline:
         conversation: list[dict[str, str]],
         answer: str,
         latency: StageLatency,
-        layout: ReviewLayout,
+        judge: Judge,
         drafted: DraftTokens | None = None,
     ) -> Review:
         started = time.perf_counter()
-        judge = self.judges.get(plan.framework, layout)
+        layout = judge.layout
         try:
             ids = review_prompt_ids(
                 self.engine,

@@ -45,6 +45,7 @@ class Judge:
         profile: CalibrationProfile | None = None,
     ):
         self.framework = framework
+        self.layout = layout
         self.prompt_hash = review_prompt_hash(framework, layout)
         self.labels: LabelTokens = label_tokens(framework.label_set, encode, decode)
         self.profile = profile
@@ -93,7 +94,12 @@ class Judge:
 
 class JudgeBook:
     """A ready ``Judge`` for every framework of a catalog and every concrete layout the
-    server's layout setting uses, built once at start-up."""
+    server's layout setting uses, built once at start-up.
+
+    Under ``auto``, a review of a base draft continues the draft unless only the
+    ``framework_first`` layout has a calibration profile for that framework: a calibrated
+    verdict is worth more than the cache reuse.
+    """
 
     def __init__(
         self,
@@ -103,6 +109,7 @@ class JudgeBook:
         decode: Callable[[int], str],
         profiles: ProfileBook,
     ):
+        self.layout = layout
         layouts = {layout.for_draft(False), layout.for_draft(True)}
         self._judges: dict[tuple[str, ReviewLayout], Judge] = {}
         for fw in frameworks:
@@ -110,5 +117,10 @@ class JudgeBook:
                 profile = profiles.for_prompt(review_prompt_hash(fw, lay))
                 self._judges[fw.name, lay] = Judge(fw, lay, encode, decode, profile)
 
-    def get(self, framework: Framework, layout: ReviewLayout) -> Judge:
-        return self._judges[framework.name, layout]
+    def pick(self, framework: Framework, adapter_drafted: bool) -> Judge:
+        """The judge of one review (``adapter_drafted``: the answer came from an adapter)."""
+        judge = self._judges[framework.name, self.layout.for_draft(adapter_drafted)]
+        if self.layout is ReviewLayout.auto and judge.profile is None:
+            first = self._judges[framework.name, ReviewLayout.framework_first]
+            return first if first.profile is not None else judge
+        return judge

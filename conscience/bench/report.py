@@ -8,6 +8,7 @@ server, traffic and concurrency (free of what enabling LoRA costs).
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -83,6 +84,9 @@ class Row(BaseModel):
     rps_vs_vllm: float | None = None
     p50_vs_vllm: float | None = None
     p50_vs_off: float | None = None
+    load_avg: float | None = Field(
+        None, description="The machine's 1-minute load average when the row finished."
+    )
 
 
 class BenchResult(BaseModel):
@@ -130,6 +134,7 @@ def summarize(
         ttft_p50_ms=_ms(ttfts, 50),
         review_p50_ms=_ms(reviews, 50),
         actions=dict(Counter(s.action for s in ok if s.action)),
+        load_avg=round(os.getloadavg()[0], 2),
         **_cache_figures(counted),
     )
 
@@ -195,7 +200,7 @@ def table(result: BenchResult) -> Table:
         out.add_column(name, justify="left" if name in ("traffic", "target") else "right")
     for name in ("p99 ms", "TTFT p50", "review p50", "review prefill", "review hit", "errors"):
         out.add_column(name, justify="right")
-    for name in ("x vLLM req/s", "x vLLM p50", "x off p50"):
+    for name in ("x vLLM req/s", "x vLLM p50", "x off p50", "load"):
         out.add_column(name, justify="right")
     out.add_column("actions")
     rows = sorted(result.rows, key=lambda r: (r.traffic, r.concurrency))
@@ -217,6 +222,7 @@ def table(result: BenchResult) -> Table:
             _num(r.rps_vs_vllm, 2),
             _num(r.p50_vs_vllm, 2),
             _num(r.p50_vs_off, 2),
+            _num(r.load_avg, 1),
             " ".join(f"{k}:{v}" for k, v in sorted(r.actions.items())),
         )
     return out

@@ -22,7 +22,7 @@ from app.conscience.calibration import (
 )
 from app.conscience.frameworks import FrameworkCatalog
 from app.conscience.prompts import review_prompt_hash
-from app.conscience.verdict import Judge
+from app.conscience.verdict import Judge, JudgeBook
 from app.settings import ReviewLayout
 from conscience.calibrate.fit import fit
 
@@ -128,6 +128,35 @@ def test_a_profile_only_applies_to_its_model_and_prompt(tmp_path):
     assert book.for_prompt(review_prompt_hash(fw, ReviewLayout.continuation)) is None
     with pytest.raises(CalibrationError, match="not on the served model"):
         ProfileBook.load([tmp_path / "p.json"], "another-model", shipped=False)
+
+
+def test_auto_continues_base_drafts_unless_only_framework_first_is_calibrated(tmp_path):
+    fw = framework()
+    first = profile()
+    cont = profile(
+        name="m.introspective.continuation",
+        review_prompt_hash=review_prompt_hash(fw, ReviewLayout.continuation),
+    )
+    save_profile(first, tmp_path / "first.json")
+    save_profile(cont, tmp_path / "cont.json")
+
+    def book(*files: str) -> JudgeBook:
+        profiles = ProfileBook.load([tmp_path / f for f in files], "fp1", shipped=False)
+        return JudgeBook([fw], ReviewLayout.auto, encode, NAMES.__getitem__, profiles)
+
+    def picked(b: JudgeBook, adapter_drafted: bool) -> str:
+        return b.pick(fw, adapter_drafted).layout.value
+
+    both = book("first.json", "cont.json")
+    assert picked(both, False) == "continuation" and picked(both, True) == "framework_first"
+    only_first = book("first.json")
+    assert picked(only_first, False) == "framework_first"  # calibrated beats cached
+    assert picked(book(), False) == "continuation"  # neither calibrated: reuse the cache
+    fixed = JudgeBook(
+        [fw], ReviewLayout.continuation, encode, NAMES.__getitem__,
+        ProfileBook.load([tmp_path / "first.json"], "fp1", shipped=False),
+    )  # fmt: skip
+    assert picked(fixed, True) == "continuation"  # a fixed layout is used as asked
 
 
 def test_model_fingerprint_ignores_bookkeeping_keys(tmp_path):
