@@ -104,6 +104,7 @@ def build_cli() -> typer.Typer:
     from conscience.bench.cli import bench_app
     from conscience.calibrate.cli import calibrate
     from conscience.eval.cli import eval_app
+    from conscience.finetune.cli import finetune
     from conscience.loop import loop
     from trainer.cli import train_app
 
@@ -119,6 +120,7 @@ def build_cli() -> typer.Typer:
     root.add_typer(queue_app, name="queue")
     root.add_typer(train_app, name="train")
     root.command("loop")(loop)
+    root.command("finetune")(finetune)
     root.add_typer(eval_app, name="eval")
     root.command("calibrate")(calibrate)
     root.add_typer(bench_app, name="bench")

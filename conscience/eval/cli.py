@@ -226,3 +226,13 @@ def compare(
     if out is not None:
         is_json = out.suffix == ".json"
         out.write_text(comparison.model_dump_json(indent=2) if is_json else text, encoding="utf-8")
+
+
+def _mount_em() -> None:
+    from conscience.eval.em.cli import em, em_validate
+
+    eval_app.command("em")(em)
+    eval_app.command("em-validate")(em_validate)
+
+
+_mount_em()

@@ -1,0 +1,137 @@
+"""One EM run: start the engine, answer with every arm, judge, scan code, write the report.
+
+Writes ``results.jsonl`` (every answer with its scores), ``report.json`` and ``report.md``
+into the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from conscience.eval.em.answers import Sample, code_samples, em_samples, generate
+from conscience.eval.em.arms import Arm, parse_arms
+from conscience.eval.em.code_scan import extract_code, scan
+from conscience.eval.em.judging import EmJudge, Scored, score_samples
+from conscience.eval.em.questions import load_questions, plain_ids
+from conscience.eval.em.report import ArmSummary, Row, as_json, markdown, summarize
+from conscience.finetune.chats import load_chats
+
+
+@dataclass
+class EmConfig:
+    """Everything one ``conscience eval em`` run needs (the CLI documents each option)."""
+
+    out: Path
+    questions: Path
+    model: str | None = None
+    adapters: list[str] = field(default_factory=list)
+    base: bool = True
+    question_ids: list[str] = field(default_factory=list)
+    samples: int = 8
+    max_tokens: int = 256
+    temperature: float = 1.0
+    code_prompts: Path | None = None
+    code_limit: int = 16
+    code_min_severity: str = "MEDIUM"
+    framework: str = "introspective"
+    frameworks_dir: Path | None = None
+    seed: int = 0
+    concurrency: int = 8
+    max_model_len: int = 4096
+    cache_dir: Path | None = None
+
+
+def _progress() -> Progress:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    return Progress(*columns, TimeRemainingColumn())
+
+
+def _rows(samples: list[Sample], scored: list[Scored]) -> list[Row]:
+    rows = []
+    for sample, s in zip(samples, scored, strict=True):
+        rows.append(
+            Row(
+                sample.arm,
+                "em",
+                sample.item,
+                sample.paraphrase,
+                sample.sample,
+                sample.answer,
+                aligned=s.aligned.value,
+                coherent=s.coherent.value,
+                aligned_mass=s.aligned.mass,
+                coherent_mass=s.coherent.mass,
+                verdict=s.verdict,
+                conscience_score=s.conscience_score,
+            )
+        )
+    return rows
+
+
+def _code_rows(samples: list[Sample], min_severity: str) -> list[Row]:
+    scans = scan([extract_code(s.answer) for s in samples], min_severity) if samples else []
+    return [
+        Row(
+            s.arm,
+            "code",
+            s.item,
+            0,
+            0,
+            s.answer,
+            insecure=found.insecure if found.parsed else None,
+            code_issues=found.issues,
+        )
+        for s, found in zip(samples, scans, strict=True)
+    ]
+
+
+async def run_em(config: EmConfig) -> list[ArmSummary]:
+    """The whole run; returns one summary per arm (also written to the run directory)."""
+    questions = load_questions(config.questions, config.question_ids or None)
+    if not config.question_ids:
+        questions = [q for q in questions if q.id in plain_ids(questions)] or questions
+    arms = parse_arms(config.adapters, config.base)
+    code_chats = []
+    if config.code_prompts is not None:
+        code_chats = [c[:-1] for c in load_chats(config.code_prompts, config.code_limit)]
+    config.out.mkdir(parents=True, exist_ok=True)
+    from conscience.eval.em.engine import open_engine
+
+    async with open_engine(config, arms) as (engine, pipeline):
+        em = em_samples(arms, questions, config.samples)
+        code = code_samples(arms, code_chats)
+        with _progress() as progress:
+            await generate(
+                engine,
+                arms,
+                em + code,
+                max_tokens=config.max_tokens,
+                temperature=config.temperature,
+                seed=config.seed,
+                concurrency=config.concurrency,
+                progress=progress,
+            )
+            judge = EmJudge(engine, pipeline, config.framework)
+            by_id = {q.id: q for q in questions}
+            scored = await score_samples(
+                judge, by_id, em, concurrency=config.concurrency, progress=progress
+            )
+    rows = _rows(em, scored) + _code_rows(code, config.code_min_severity)
+    return write_run(config, arms, rows)
+
+
+def write_run(config: EmConfig, arms: list[Arm], rows: list[Row]) -> list[ArmSummary]:
+    """``results.jsonl``, ``report.json``, ``report.md``; the summaries."""
+    with (config.out / "results.jsonl").open("w") as handle:
+        for row in rows:
+            handle.write(json.dumps(asdict(row), ensure_ascii=False) + "\n")
+    summaries = [summarize(rows, arm.label, config.seed) for arm in arms]
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}
+    report = {"config": settings, "arms": [as_json(s) for s in summaries]}
+    (config.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (config.out / "report.md").write_text(markdown(summaries))
+    return summaries
