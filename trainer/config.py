@@ -151,6 +151,13 @@ class TrainerConfig:
     seed: int = field(
         default=0, metadata={"help": "Random seed (held-out split, replay sampling, training)."}
     )
+    metrics_port: int | None = field(
+        default=None,
+        metadata={
+            "help": "Serve Prometheus metrics (conscience_trainer_*: rounds, pairs, loss, last "
+            "publish) on this port. Default: off."
+        },
+    )
 
     def __post_init__(self) -> None:
         self.adapters = Path(self.adapters)
@@ -170,6 +177,8 @@ class TrainerConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ValueError("metrics_port must be in [0, 65535]")
         if self.max_length < 16 or self.keep_versions < 1 or self.replay_ratio < 0:
             raise ValueError("need max_length >= 16, keep_versions >= 1, replay_ratio >= 0")
 

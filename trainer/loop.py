@@ -24,6 +24,7 @@ from typing import Any
 from app.adapter_registry import AdapterRegistry, BaseModelIdentity, base_model_identity
 from app.queue import PairFilter, PairQueue, open_queue
 from app.records import PairRecord
+from trainer import metrics as prom
 from trainer.config import TrainerConfig
 from trainer.data import ReplayRow, RoundData, load_replay, prepare_round, sample_replay
 
@@ -56,6 +57,7 @@ class PairSource:
             self.queue.ack(entry.pair_ids)
             log.info("stage=recovered version=%s acked=%d", entry.version, len(entry.pair_ids))
         released = self.queue.requeue(self.config.consumer)
+        prom.RECLAIMED.inc(released)
         if released:
             log.info("stage=reclaimed consumer=%s leases=%d", self.config.consumer, released)
 
@@ -63,7 +65,9 @@ class PairSource:
         """A round's records; None when fewer than ``min_pairs`` are available now."""
         cutoff = time.monotonic() - self.config.lease_s / 2
         self._pending = {k: v for k, v in self._pending.items() if v[1] > cutoff}
-        if self.queue.stats().depth + len(self._pending) >= self.config.min_pairs:
+        depth = self.queue.stats().depth
+        prom.QUEUE_DEPTH.set(depth)
+        if depth + len(self._pending) >= self.config.min_pairs:
             self._lease(self.config.round_size - len(self._pending))
         if len(self._pending) < self.config.min_pairs:
             return None
@@ -80,6 +84,8 @@ class PairSource:
         manifest = self.registry.read_manifest()
         done = manifest.consumed_ids() if manifest else set()
         stale = [item.record.id for item in leased if item.record.id in done]
+        prom.LEASED.inc(len(leased))
+        prom.PAIRS.labels("deduped").inc(len(stale))
         if stale:
             self.queue.ack(stale)
             log.info("stage=deduped acked=%d (already trained)", len(stale))
@@ -203,6 +209,8 @@ class Publisher:
         log.info("stage=published version=%s", rnd.version)
         self.queue.ack(consumed)
         log.info("stage=acked version=%s pairs=%d", rnd.version, len(consumed))
+        prom.round_counts(metrics)
+        prom.published(rnd.version, metrics, time.time())
         for version in self.registry.prune(self.config.keep_versions):
             log.info("stage=pruned version=%s", version)
         log.info(summary(rnd.version, metrics))
@@ -211,6 +219,8 @@ class Publisher:
         """Ack a round that had nothing trainable (every record skipped)."""
         self.queue.ack(data.consumed_ids())
         log.info("stage=acked pairs=%d (all skipped) %s", len(data.consumed_ids()), _counts(data))
+        prom.ROUNDS.labels("dropped").inc()
+        prom.round_counts(_counts(data))
 
     def close(self) -> None:
         """Close the queue."""
@@ -239,6 +249,10 @@ def run(config: TrainerConfig) -> int:
     replay = load_replay(config.replay_file) if config.replay_file else []
     base = base_model_identity(config.model, config.model_name)
     registry = AdapterRegistry(config.adapters)
+    exporter = None
+    if config.metrics_port is not None and state.is_main_process:
+        exporter = prom.serve(config.metrics_port)
+        log.info("stage=metrics port=%d", exporter.server_port)
     publisher = Publisher(config, base) if state.is_main_process else None
     try:
         while True:
@@ -253,6 +267,9 @@ def run(config: TrainerConfig) -> int:
     finally:
         if publisher:
             publisher.close()
+        if exporter:
+            exporter.shutdown()
+            exporter.server_close()
 
 
 def _run_round(

@@ -13,7 +13,8 @@
   consumer dies between claim and release they come back when that lease ends.
 - Durability: ``produce`` returns once Redis has applied it (one atomic script call; one
   ``MULTI`` above 256 records); surviving a Redis crash depends on the server's persistence
-  (``appendonly yes`` with ``appendfsync always`` for every write).
+  (``appendonly yes`` with ``appendfsync always`` for every write). Opening a queue on a
+  Redis configured otherwise logs a warning once (when ``CONFIG GET`` is allowed).
 - Idempotence: produce skips ids present in the ``ids`` hash (pruned ids may come back).
 - Connections: redis-py retries with backoff and reconnects on connection errors and
   timeouts; every script is idempotent, so a retry after a lost reply never duplicates.
@@ -29,6 +30,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -56,6 +58,9 @@ from app.queue.base import (
     with_chosen,
 )
 from app.records import PairRecord
+
+log = logging.getLogger(__name__)
+_warned: set[str] = set()  # URLs already warned about (once per process)
 
 HORIZON_MS = 86_400_000
 GROUP = "consumers"
@@ -123,6 +128,24 @@ class RedisStreamsQueue(PairQueue):
         except QueueError:
             self.close()
             raise
+        if self._safe_url not in _warned and (warning := self.persistence_warning()):
+            _warned.add(self._safe_url)
+            log.warning(warning)
+
+    def persistence_warning(self) -> str | None:
+        """Why a Redis crash could lose produced pairs (AOF off, or not fsynced per write);
+        None when durable or when ``CONFIG GET`` is not allowed (managed Redis)."""
+        try:
+            config = self._redis.config_get("append*")
+        except RedisError:
+            return None
+        appendonly, fsync = config.get("appendonly"), config.get("appendfsync")
+        if appendonly == "yes" and fsync == "always":
+            return None
+        return (
+            f"Redis queue {self._safe_url}: appendonly={appendonly} appendfsync={fsync}; a Redis"
+            " crash can lose pairs the queue acknowledged (set appendonly yes, appendfsync always)"
+        )
 
     def _ensure_group(self) -> None:
         try:
