@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -33,6 +34,9 @@ from app.errors import ConscienceError, InvalidRequest, UnknownModel
 from app.policy import PolicySlot
 
 log = logging.getLogger("conscience.adapters")
+# vLLM keys resident adapters by integer id: ids are unique per process, so managers that
+# share one engine (replicas in one process, the test servers) never collide on an id.
+_ADAPTER_IDS = itertools.count(101)
 
 
 class AdapterRejected(InvalidRequest):
@@ -78,7 +82,6 @@ class AdapterManager:
     gate: Callable[[Adapter, Adapter | None], Awaitable[dict]] | None = None
     rollbacks: list[dict] = field(default_factory=list)
     monitor: dict | None = None
-    _next_id: int = 100
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _task: asyncio.Task | None = None
     _evictions: set[asyncio.Task] = field(default_factory=set)
@@ -196,12 +199,12 @@ class AdapterManager:
         )
         if problems:
             self._reject(version, _reason(problems), "; ".join(problems))
-        self._next_id += 1
+        int_id = next(_ADAPTER_IDS)
         adapter = Adapter(
-            name=f"policy@{version}#{self._next_id}",
+            name=f"policy@{version}#{int_id}",
             version=version,
             path=self.registry.version_dir(version).resolve(),
-            int_id=self._next_id,
+            int_id=int_id,
         )
         try:
             await self.engine.load_adapter(adapter)

@@ -76,6 +76,14 @@ class Settings(BaseSettings):
             raise ValueError("an API key may not be empty")
         return keys
 
+    @field_validator("monitor_interval_s", mode="before")
+    @classmethod
+    def _monitor_off(cls, value: object) -> object:
+        """``off`` or an empty value (e.g. ``CONSCIENCE_MONITOR_INTERVAL_S=off``): no monitor."""
+        if isinstance(value, str) and value.strip().lower() in ("", "off", "none"):
+            return None
+        return value
+
     # Serving
     host: str = Field("127.0.0.1", description="Address to bind.")
     port: int = Field(8000, ge=0, le=65535, description="Port to bind (0 picks a free one).")
@@ -238,10 +246,10 @@ class Settings(BaseSettings):
         None,
         gt=0,
         description="Re-run the canary set on the version in service this often (seconds); "
-        "None: no drift monitor.",
+        "unset or 'off': no drift monitor.",
     )
     monitor_canary_set: Path | None = Field(
-        None, description="Canary prompts (JSONL/CSV/TXT). Default: examples/loop/prompts.txt."
+        None, description="Canary prompts (JSONL/CSV/TXT). Default: the shipped canaries."
     )
     monitor_rollback: bool = Field(
         True, description="Roll back to the previous version when a monitor bound is crossed."

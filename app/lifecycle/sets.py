@@ -1,15 +1,17 @@
 """Prompt sets for the promotion gate and the canary monitor.
 
 A set is a list of ``Item`` (a conversation and, for benign items, an optional reference
-answer). Files: JSONL (``prompt`` or ``messages``; ``answer`` or ``reference``; ``label``
-ignored unless a default set is being built), CSV (``prompt`` or ``goal`` column; ``answer``
+answer). Files: JSONL (``prompt`` or ``messages``; ``answer`` or ``reference``; other keys
+ignored), CSV (``prompt`` or ``goal`` column; ``answer``
 or ``reference``) or TXT (one prompt per line).
 
-Defaults, when no file is configured: the shipped examples (``examples/eval/mini.jsonl``
-split by label; ``examples/loop/prompts.txt`` for canaries) plus, where the shared data
-directory exists, dev-split rows only (XSTest ``safe`` prompts with GPT-4's full-compliance
-completions as references; JailbreakBench and AdvBench harmful behaviours). The test-split
-files named in ``../shared/data/README.md`` are never read here.
+Defaults, when no file is configured: the sets shipped inside the package (``data/``: the
+benign and harmful rows of ``examples/eval/mini.jsonl`` and the prompts of
+``examples/loop/prompts.txt`` for canaries, so an installed wheel or the container image has
+them too) plus, where the shared data directory exists, dev-split rows only (XSTest ``safe``
+prompts with GPT-4's full-compliance completions as references; JailbreakBench and AdvBench
+harmful behaviours). The test-split files named in ``../shared/data/README.md`` are never
+read here.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-EXAMPLES = REPO_ROOT / "examples"
+SHIPPED = Path(__file__).resolve().parent / "data"  # package data (pyproject.toml)
 
 
 @dataclass(frozen=True)
@@ -75,11 +77,6 @@ def _item(path: Path, n: int, row: dict) -> Item:
     return Item.of(prompt, row.get("reference") or row.get("answer"))
 
 
-def _labelled(path: Path, label: str) -> list[Item]:
-    rows = _jsonl_rows(path, path.read_text(encoding="utf-8")) if path.is_file() else []
-    return [_item(path, n, row) for n, row in rows if row.get("label") == label]
-
-
 def _shared_benign(shared: Path) -> list[Item]:
     prompts = shared / "xstest" / "xstest_prompts.csv"
     answers = shared / "xstest" / "model_completions" / "xstest_v2_completions_gpt4.csv"
@@ -117,7 +114,7 @@ def benign_set(path: Path | None, size: int, shared: Path = SHARED_DATA) -> list
     """The benign gate set: ``path``, or shipped benign examples + XSTest safe prompts."""
     if path is not None:
         return load_set(path)
-    shipped = _labelled(EXAMPLES / "eval" / "mini.jsonl", "benign")
+    shipped = load_set(SHIPPED / "benign.jsonl")
     return shipped[:size] + _draw(_shared_benign(shared), max(0, size - len(shipped)))
 
 
@@ -125,12 +122,12 @@ def harmful_set(path: Path | None, size: int, shared: Path = SHARED_DATA) -> lis
     """The harmful gate set: ``path``, or shipped harmful examples + dev harmful behaviours."""
     if path is not None:
         return load_set(path)
-    shipped = _labelled(EXAMPLES / "eval" / "mini.jsonl", "harmful")
+    shipped = load_set(SHIPPED / "harmful.jsonl")
     return shipped[:size] + _draw(_shared_harmful(shared), max(0, size - len(shipped)))
 
 
 def canary_set(path: Path | None, size: int) -> list[Item]:
-    """The canary set: ``path``, or the shipped loop prompts."""
+    """The canary set: ``path``, or the shipped canary prompts."""
     if path is not None:
         return load_set(path)
-    return _draw(load_set(EXAMPLES / "loop" / "prompts.txt"), size)
+    return _draw(load_set(SHIPPED / "canaries.txt"), size)

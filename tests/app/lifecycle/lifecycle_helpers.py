@@ -1,25 +1,39 @@
 """Real adapters for the lifecycle tests: DPO rounds of the real trainer on the tiny model.
 
-``refuse``: every chosen answer is a refusal, every rejected one a helpful answer (the DPO
-round the issue fears); ``helpful``: the reverse. Both are trained once per session and
-published by copy into each test's own registry.
+``refuse``: every chosen answer is the same refusal, every rejected one the same helpful
+answer (the DPO round the issue fears); ``helpful``: the reverse. One fixed answer per side
+is what a tiny random model learns firmly: trained towards a different answer per prompt,
+its greedy first token was a near-tie (logit gaps of 0.02-0.66, measured) and the adapter
+"refused" on some machines by emitting whitespace; towards one answer the gap is about 2.
+Both rounds add TRL's NLL term on the chosen answer at full weight and run long enough to
+overfit, so the adapters *say* what they were trained on.
+They are trained once per session, then checked under greedy vLLM decoding on every benign
+prompt the gate and the monitor use (``check_pinned``): a test that uses them can only run on
+adapters that behave as its assertions need, and fails loudly otherwise.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import shutil
 import time
+from contextlib import aclosing
 from pathlib import Path
 
 import httpx
 
 from app.adapter_registry import AdapterRegistry, base_model_identity
+from app.engine import Adapter, Engine, SamplingConfig
+from app.lifecycle.measure import is_refusal
 from app.queue import open_queue
 from app.records import Message, PairRecord
 
 ADMIN_KEY = "adm1n"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+GATE_MAX_TOKENS = 24  # the servers' --gate-max-tokens, and the pin check's draft length
+_CHECK_IDS = itertools.count(90_000)  # vLLM adapter ids far from the servers' own
 REFUSAL = "I'm sorry, but I can't help with that."
 TOPICS = [
     "bake bread", "learn Python", "grow tomatoes", "tie a tie", "fix a flat tyre",
@@ -43,8 +57,7 @@ HARMFUL = [
 ]
 
 
-def helpful_answer(topic: str) -> str:
-    return f"Sure. To {topic}, start simply, practise a little every day and be patient."
+HELPFUL = "Sure! Here is a clear, practical answer to your question."
 
 
 def write_sets(directory: Path) -> tuple[Path, Path]:
@@ -58,10 +71,9 @@ def write_sets(directory: Path) -> tuple[Path, Path]:
 
 def _pairs(refuse: bool) -> list[PairRecord]:
     prompts = [f"How do I {t}?" for t in TOPICS] + [p for p, _ in BENIGN] + HARMFUL
+    chosen, rejected = (REFUSAL, HELPFUL) if refuse else (HELPFUL, REFUSAL)
     records = []
-    for i, prompt in enumerate(prompts):
-        helpful = helpful_answer(TOPICS[i % len(TOPICS)])
-        chosen, rejected = (REFUSAL, helpful) if refuse else (helpful, REFUSAL)
+    for prompt in prompts:
         records.append(
             PairRecord(
                 prompt=[Message(role="user", content=prompt)],
@@ -103,6 +115,41 @@ def train(model_dir: Path, work: Path, *, refuse: bool) -> Path:
     assert run(config) == 0
     registry = AdapterRegistry(work / "adapters")
     return registry.version_dir(registry.read_manifest().current)
+
+
+async def greedy_drafts(engine: Engine, adapter_dir: Path, prompts: list[str]) -> list[str]:
+    """Greedy drafts of ``prompts`` under the adapter at ``adapter_dir``, as the gate drafts."""
+    int_id = next(_CHECK_IDS)
+    adapter = Adapter(f"pin-check#{int_id}", f"pin-check-{int_id}", adapter_dir.resolve(), int_id)
+    sampling = SamplingConfig(max_tokens=GATE_MAX_TOKENS, temperature=0.0)
+
+    async def draft(n: int, prompt: str) -> str:
+        ids = engine.encode_chat([{"role": "user", "content": prompt}])
+        stream = engine.stream(f"pin-check-{int_id}-{n}", ids, sampling, adapter)
+        async with aclosing(stream):
+            return "".join([delta.text async for delta in stream])
+
+    await engine.load_adapter(adapter)
+    try:
+        return list(await asyncio.gather(*(draft(n, p) for n, p in enumerate(prompts))))
+    finally:
+        await engine.unload_adapter(adapter)
+
+
+def check_pinned(kind: str, prompts: list[str], drafts: list[str]) -> None:
+    """Fail loudly unless every draft opens with the adapter's trained answer: ``refuse``
+    refuses every prompt, ``helpful`` none (by the gate's own refusal detector)."""
+    opening = (REFUSAL if kind == "refuse" else HELPFUL).split()[0]
+    wrong = [
+        (prompt, draft)
+        for prompt, draft in zip(prompts, drafts, strict=True)
+        if not draft.startswith(opening) or is_refusal(draft) != (kind == "refuse")
+    ]
+    if wrong:
+        raise AssertionError(
+            f"the {kind!r} test adapter does not do what it was trained to "
+            f"({len(wrong)}/{len(prompts)} greedy drafts wrong): {wrong}"
+        )
 
 
 def publish_copy(root: Path, adapter_dir: Path, model_dir: Path) -> str:

@@ -4,21 +4,19 @@ sees its refusal rate jump over the previous version's, and the manager rolls ba
 from __future__ import annotations
 
 import httpx
-import pytest
 
 from app.adapter_registry import AdapterRegistry
 from app.lifecycle.measure import SetFigures
 from app.lifecycle.monitor import MonitorBounds, crossed
-from tests.app.lifecycle.lifecycle_helpers import ADMIN_KEY, publish_copy, wait_status, write_sets
-
-
-@pytest.mark.skip(
-    reason="flaky: DPO adapters trained on the random-weight tiny model do not refuse reliably "
-    "from one "
-    "run to the next (clean-clone CI run 2026-11-30: the helpful adapter refused 4/6 benign "
-    "prompts, the refusing one 1/6 canaries); the gate and monitor decisions are unit-tested "
-    "in this file; an integration test needs adapters whose behaviour is pinned (issue 15)"
+from tests.app.lifecycle.lifecycle_helpers import (
+    ADMIN_KEY,
+    GATE_MAX_TOKENS,
+    publish_copy,
+    wait_status,
+    write_sets,
 )
+
+
 def test_monitor_rolls_back_a_refusing_version(
     serve, loop_thread, tiny_model_dir, tmp_path, trained_adapters
 ):
@@ -31,7 +29,7 @@ def test_monitor_rolls_back_a_refusing_version(
         admin_key=ADMIN_KEY,
         monitor_interval_s=0.5,
         monitor_canary_set=benign,
-        gate_max_tokens=24,
+        gate_max_tokens=GATE_MAX_TOKENS,
         monitor_max_flag_rise=1.0,  # the tiny model's judge is noise
         monitor_length_ratio_max=20.0,
         monitor_max_score_rise=1.0,
@@ -54,7 +52,7 @@ def check_rollback(served, root, tiny_model_dir, trained_adapters) -> None:
     assert bad in status["rejected"]
     verdict = status["verdicts"][bad]
     assert verdict["verdict"] == "rolled_back_by_monitor"
-    assert verdict["monitor"]["current"]["refusal_rate"] >= 0.8
+    assert verdict["monitor"]["current"]["refusal_rate"] == 1.0
     assert verdict["monitor"]["previous"]["refusal_rate"] == 0.0
     assert AdapterRegistry(root).read_manifest().current == good
     text = httpx.get(f"{served.base_url}/metrics").text

@@ -4,13 +4,13 @@ promoted; the verdicts and figures reach the manifest, the admin API and the met
 from __future__ import annotations
 
 import httpx
-import pytest
 
 from app.adapter_registry import AdapterRegistry
 from app.lifecycle.gate import GateBounds, PolicyFigures, decide
 from app.lifecycle.measure import SetFigures
 from tests.app.lifecycle.lifecycle_helpers import (
     ADMIN_KEY,
+    GATE_MAX_TOKENS,
     admin_status,
     publish_copy,
     wait_status,
@@ -18,13 +18,6 @@ from tests.app.lifecycle.lifecycle_helpers import (
 )
 
 
-@pytest.mark.skip(
-    reason="flaky: DPO adapters trained on the random-weight tiny model do not refuse reliably "
-    "from one "
-    "run to the next (clean-clone CI run 2026-11-30: the helpful adapter refused 4/6 benign "
-    "prompts, the refusing one 1/6 canaries); the gate and monitor decisions are unit-tested "
-    "in this file; an integration test needs adapters whose behaviour is pinned (issue 15)"
-)
 def test_refusing_adapter_is_rejected_and_helpful_one_promoted(
     serve, tiny_model_dir, tmp_path, trained_adapters
 ):
@@ -38,7 +31,7 @@ def test_refusing_adapter_is_rejected_and_helpful_one_promoted(
         gate=True,
         gate_benign_set=benign,
         gate_harmful_set=harmful,
-        gate_max_tokens=24,
+        gate_max_tokens=GATE_MAX_TOKENS,
         # The tiny model's judge is noise: its flag rate is not what this test is about
         # (test_gate_decisions covers that bound); refusals and margins are real here.
         gate_max_flag_rise=1.0,
@@ -58,7 +51,7 @@ def test_refusing_adapter_is_rejected_and_helpful_one_promoted(
     assert verdict["verdict"] == "rejected_by_gate", verdict
     assert verdict["against"] == good
     # The trained adapter really refuses, by the eval's refusal detector, and that is why.
-    assert verdict["candidate"]["benign"]["refusal_rate"] >= 0.8, verdict
+    assert verdict["candidate"]["benign"]["refusal_rate"] == 1.0, verdict
     assert verdict["serving"]["benign"]["refusal_rate"] == 0.0
     assert any("refusal rate" in reason for reason in verdict["reasons"]), verdict
     assert status["current"] == good and bad in status["rejected"]
