@@ -6,6 +6,10 @@ requests served (and failed), flag rate, pairs queued, the adapter version the s
 with, and the policy's margin log p(chosen) - log p(rejected) under the base and under the
 new adapter, on the pairs that version was trained on and on held-out flagged pairs (pairs
 flagged under a framework the trainer does not consume). It ends by itself.
+
+With ``--gate`` the server gates every version in shadow (docs/OPERATIONS.md): a round then
+ends when a version goes live *or* is rejected, and the table says which. With
+``--monitor-interval-s`` the drift monitor runs too; its rollbacks are printed at the end.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class RoundRow(BaseModel):
     flag_rate: float
     pairs_queued: int
     adapter: str | None
+    gate: str | None = None
     trained_margin_base: float | None = None
     trained_margin_adapter: float | None = None
     heldout_margin_base: float | None = None
@@ -189,6 +194,10 @@ class LoopRun:
         ]
         if self.options["flag_threshold"] is not None:
             args += ["--flag-threshold", str(self.options["flag_threshold"])]
+        if self.options.get("gate"):
+            args.append("--gate")
+        if self.options.get("monitor_interval_s") is not None:
+            args += ["--monitor-interval-s", str(self.options["monitor_interval_s"])]
         return args
 
     def trainer_args(self) -> list[str]:
@@ -241,6 +250,8 @@ class LoopRun:
             for number in range(1, self.options["rounds"] + 1):
                 self.rows.append(self._round(number, traffic, trainer))
                 console.print(_table(self.rows[-1:]))
+            for event in self.admin().get("rollbacks", []):
+                console.print(f"monitor rolled back {event['version']} -> {event['to']}: {event}")
         return self.rows
 
     def _ready(self) -> bool:
@@ -253,9 +264,31 @@ class LoopRun:
             return None
         return target if self.admin().get("current") == target else None
 
+    def _outcome(self, before: str | None) -> tuple[str, str | None] | None:
+        """A version the gate rejected, or (with a gate) the one the server now serves.
+
+        Without a gate the server serves the manifest's ``current`` within a poll; with one
+        the trainer may publish faster than versions are gated, so a version that went live
+        need not be the newest."""
+        manifest = self.registry.read_manifest()
+        reported = {row.adapter for row in self.rows} | {before}
+        for entry in manifest.versions if manifest else []:
+            if entry.blocked and entry.version not in reported:
+                return entry.version, entry.gate["verdict"]
+        if not self.options.get("gate"):
+            live = self._live_version(before)
+            return (live, None) if live else None
+        live = self.admin().get("current")
+        if live is None or live in reported:
+            return None
+        entry = manifest.entry(live) if manifest else None
+        return live, (entry.gate or {}).get("verdict") if entry else None
+
     def _round(self, number: int, traffic: Traffic, trainer: subprocess.Popen) -> RoundRow:
         manifest = self.registry.read_manifest()
         before = manifest.current if manifest else None
+        if self.options.get("gate"):
+            before = self.admin().get("current")  # the manifest may be ahead of the gate
         sent, failed, flagged = traffic.sent, traffic.failed, traffic.flagged
         live = threading.Event()
         load = threading.Thread(
@@ -264,8 +297,8 @@ class LoopRun:
         )
         load.start()
         try:
-            version = wait_until(
-                lambda: self._live_version(before),
+            version, verdict = wait_until(
+                lambda: self._outcome(before),
                 self.options["round_timeout_s"],
                 "a new adapter version to go live",
                 trainer,
@@ -273,10 +306,6 @@ class LoopRun:
         finally:
             live.set()
             load.join()
-        entry = self.registry.read_manifest().entry(version)
-        trained = self.pairs(TRAIN_FRAMEWORK, set(entry.pair_ids))[:8]
-        held = self.pairs(HELDOUT_FRAMEWORK)[:8]
-        base, tuned = f"{self.name}@base", f"{self.name}@{version}"
         requests = traffic.sent - sent
         row = RoundRow(
             round=number,
@@ -285,7 +314,14 @@ class LoopRun:
             flag_rate=(traffic.flagged - flagged) / max(requests, 1),
             pairs_queued=traffic.flagged - flagged,
             adapter=version,
+            gate=verdict,
         )
+        entry = self.registry.read_manifest().entry(version)
+        if entry.blocked:
+            return row  # rejected by the gate: never served, nothing to measure
+        trained = self.pairs(TRAIN_FRAMEWORK, set(entry.pair_ids))[:8]
+        held = self.pairs(HELDOUT_FRAMEWORK)[:8]
+        base, tuned = f"{self.name}@base", f"{self.name}@{version}"
         # The trainer keeps publishing; pin this version while it is measured.
         self.admin("pin", {"version": version})
         try:
@@ -311,6 +347,7 @@ def _table(rows: list[RoundRow]) -> Table:
         "flag rate",
         "pairs",
         "adapter",
+        "gate",
         "margin trained: base → adapter",
         "margin held-out: base → adapter",
     ):
@@ -323,6 +360,7 @@ def _table(rows: list[RoundRow]) -> Table:
             f"{row.flag_rate:.0%}",
             str(row.pairs_queued),
             row.adapter or "-",
+            row.gate or "-",
             f"{_fmt(row.trained_margin_base)} → {_fmt(row.trained_margin_adapter)}",
             f"{_fmt(row.heldout_margin_base)} → {_fmt(row.heldout_margin_adapter)}",
         )
@@ -346,6 +384,12 @@ def loop(
     learning_rate: float = typer.Option(1e-3, help="Trainer learning rate."),
     epochs: float = typer.Option(2.0, help="Trainer passes over each round's pairs."),
     round_timeout_s: float = typer.Option(900, help="Give up on a round after this long."),
+    gate: bool = typer.Option(
+        False, "--gate/--no-gate", help="Server --gate: shadow-evaluate versions before serving."
+    ),
+    monitor_interval_s: float | None = typer.Option(
+        None, help="Server --monitor-interval-s: canary runs with automatic rollback."
+    ),
     workdir: Path | None = typer.Option(None, help="Where queue, adapters and logs go."),
 ) -> None:
     """Run serve → flag → queue → train → swap on this machine and print the round table."""
@@ -367,6 +411,8 @@ def loop(
         "min_pairs": min_pairs,
         "flag_threshold": flag_threshold,
         "round_timeout_s": round_timeout_s,
+        "gate": gate,
+        "monitor_interval_s": monitor_interval_s,
         "trainer_args": ["--learning-rate", str(learning_rate), "--epochs", str(epochs)],
     }
     console.print(f"workdir: {workdir} (server.log, trainer.log, pairs.db, adapters/)")
