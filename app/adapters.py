@@ -83,6 +83,7 @@ class AdapterManager:
     rollbacks: list[dict] = field(default_factory=list)
     monitor: dict | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _syncing: asyncio.Lock = field(default_factory=asyncio.Lock)  # one gate run per version
     _task: asyncio.Task | None = None
     _evictions: set[asyncio.Task] = field(default_factory=set)
 
@@ -112,7 +113,14 @@ class AdapterManager:
                 log.exception("adapter sync failed")
 
     async def sync(self) -> None:
-        """Swap to the manifest's current version if following and it is new and not rejected."""
+        """Swap to the manifest's current version if following and it is new and not rejected.
+
+        Syncs run one at a time (the follower and ``follow`` never gate a version twice), and
+        a pin made while the gate was measuring wins over the gate's promotion."""
+        async with self._syncing:
+            await self._sync()
+
+    async def _sync(self) -> None:
         if not self.following:
             return
         manifest = await asyncio.to_thread(self.registry.read_manifest)
@@ -125,6 +133,8 @@ class AdapterManager:
             return
         ungated = self.gate is not None and (entry is None or entry.gate is None)
         if ungated and not await self._gate(target):
+            return
+        if not self.following:  # pinned while the gate measured: the verdict stays recorded
             return
         with contextlib.suppress(AdapterRejected):
             await self.activate(target)
