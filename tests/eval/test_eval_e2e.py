@@ -62,7 +62,7 @@ def test_run_writes_report_results_and_plots(rewrite_run):
         assert by_verdict["name"] == "fake_delimiter" and by_verdict["pairs"] == ANSWERS
         assert by_verdict["rule"] == "verdict" and by_threshold["rule"] == "score >= 0.5"
         assert by_verdict["base_flagged"] == ANSWERS and by_verdict["escaped"] == 0
-        assert fw["review_layout"] == "framework_first" and fw["framework_hash"]
+        assert fw["review_layout"] == "continuation" and fw["framework_hash"]  # auto, base drafts
     for name in ("reliability-three_laws.png", "scores-wwjd.png", "report.md"):
         assert (rewrite_run / name).stat().st_size > 0
     text = (rewrite_run / "report.md").read_text()
