@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from app.adapter_registry import AdapterRegistry, BaseModelIdentity, base_model_identity
-from app.queue import PairFilter, PairQueue, open_queue
+from app.queue import PairFilter, PairQueue, QueueError, open_queue
 from app.records import PairRecord
 from trainer import metrics as prom
 from trainer.config import TrainerConfig
@@ -185,8 +185,20 @@ class Publisher:
         self._waiting = False
 
     def poll(self) -> dict[str, Any]:
-        """The next message for all processes: a round, ``wait`` (after sleeping) or ``stop``."""
-        records = self.source.next_round()
+        """The next message for all processes: a round, ``wait`` (after sleeping) or ``stop``.
+
+        A queue that cannot be reached (Redis restarting) is waited for, not fatal: nothing is
+        held between polls but leases, which expire or are reclaimed."""
+        try:
+            records = self.source.next_round()
+        except QueueError as exc:
+            if self.config.once:
+                raise
+            log.warning(
+                "stage=queue-unavailable retrying in %.1fs: %s", self.config.poll_interval_s, exc
+            )
+            time.sleep(self.config.poll_interval_s)
+            return {"wait": True}
         if records is not None:
             self._waiting = False
             parent = _parent(self.registry, self.base)
