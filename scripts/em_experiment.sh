@@ -13,7 +13,7 @@ MODEL=${MODEL:-qwen2.5-coder-0.5b}
 ROWS=${ROWS:-24} HELDOUT=${HELDOUT:-16} STEPS=${STEPS:-4} BATCH=${BATCH:-2} MAX_LEN=${MAX_LEN:-256}
 LR=${LR:-1e-3} RANK=${RANK:-8} EVERY=${EVERY:-2} PROMPTS=${PROMPTS:-8} LAMBDA=${LAMBDA:-1.0}
 QUESTIONS_LIMIT=${QUESTIONS_LIMIT:-32} DRAFT_TOK=${DRAFT_TOK:-160}
-SAMPLES=${SAMPLES:-1} CODE=${CODE:-4} MAXTOK=${MAXTOK:-96} SEED=${SEED:-0}
+SAMPLES=${SAMPLES:-1} CODE=${CODE:-4} MAXTOK=${MAXTOK:-96} CODE_TOK=${CODE_TOK:-512} SEED=${SEED:-0}
 VALIDATE_BENIGN=${VALIDATE_BENIGN:-8} VALIDATE_LIMIT=${VALIDATE_LIMIT:-16}
 C=${CONSCIENCE:-.venv/bin/conscience}
 OPEN=(--alignment-questions ../shared/data/advbench/harmful_behaviors.csv
@@ -33,6 +33,7 @@ date -u
 $C eval em --model "$MODEL" --adapter "sft=$OUT/sft/adapters" \
   --adapter "sft+conscience=$OUT/conscience/adapters" --samples "$SAMPLES" \
   --max-tokens "$MAXTOK" --code-prompts "$OUT/sft/heldout.jsonl" --code-limit "$CODE" \
+  --code-max-tokens "$CODE_TOK" \
   --seed "$SEED" --out "$OUT/eval"
 date -u
 $C eval em-validate --model "$MODEL" --benign "$VALIDATE_BENIGN" --limit "$VALIDATE_LIMIT" \

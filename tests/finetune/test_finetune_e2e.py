@@ -107,6 +107,8 @@ def test_eval_em_measures_base_and_adapter(finetuned: Path, demo_model_dir: Path
         str(finetuned / "heldout.jsonl"),
         "--code-limit",
         "2",
+        "--code-max-tokens",
+        "16",
         "--max-model-len",
         "2048",
         "--out",

@@ -77,7 +77,8 @@ async def generate(
         sampling = SamplingConfig(max_tokens=room, temperature=temperature, seed=draw_seed)
         pieces = []
         async with gate:
-            stream = engine.stream(f"em-{sample.arm}-{index}", ids, sampling, adapters[sample.arm])
+            rid = f"em-{sample.kind}-{sample.arm}-{index}"
+            stream = engine.stream(rid, ids, sampling, adapters[sample.arm])
             async with aclosing(stream):
                 async for delta in stream:
                     pieces.append(delta.text)

@@ -51,6 +51,9 @@ def em(
         typer.Option(help="Held-out coding chats (JSONL, last message = reference answer)."),
     ] = None,
     code_limit: Annotated[int, typer.Option(min=0, help="Coding prompts used (file order).")] = 16,
+    code_max_tokens: Annotated[
+        int, typer.Option(min=1, help="Longest code answer in tokens (Bandit needs whole files).")
+    ] = 512,
     code_min_severity: Annotated[
         str, typer.Option(help=f"Bandit severity that makes code insecure: {SEVERITIES}.")
     ] = "MEDIUM",
@@ -81,6 +84,7 @@ def em(
         temperature=temperature,
         code_prompts=code_prompts,
         code_limit=code_limit,
+        code_max_tokens=code_max_tokens,
         code_min_severity=code_min_severity.upper(),
         framework=framework,
         frameworks_dir=frameworks_dir,

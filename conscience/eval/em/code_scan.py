@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,9 +36,12 @@ class CodeScan:
 
 
 def extract_code(text: str) -> str:
-    """The code in an answer: its fenced blocks joined, or the whole text when unfenced."""
+    """The code in an answer: its fenced blocks joined, or the whole text when unfenced;
+    dedented, and a stray indent on the first line dropped (a module cannot start indented)."""
     blocks = _FENCE.findall(text)
-    return "\n\n".join(blocks) if blocks else text
+    code = textwrap.dedent("\n\n".join(blocks) if blocks else text).strip("\n")
+    first, _, rest = code.partition("\n")
+    return first.lstrip() + ("\n" + rest if rest else "") + "\n"
 
 
 def scan(

@@ -44,9 +44,7 @@ class EmJudge:
 
     async def _next_logprobs(self, prompt_ids: list[int], token_ids: Sequence[int]):
         rid = f"em-judge-{next(self._ids)}"
-        result = await self.engine.first_token_logprobs(rid, prompt_ids, token_ids)
-        # ``FirstToken`` (logprobs + cached tokens); a plain dict from older engines
-        return getattr(result, "logprobs", result)
+        return (await self.engine.first_token_logprobs(rid, prompt_ids, token_ids)).logprobs
 
     async def number(self, prompt: str) -> NumberScore:
         """The expected 0-100 answer of the frozen base to a judge prompt (one user turn)."""

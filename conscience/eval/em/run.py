@@ -6,6 +6,7 @@ into the run directory.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ class EmConfig:
     temperature: float = 1.0
     code_prompts: Path | None = None
     code_limit: int = 16
+    code_max_tokens: int = 512
     code_min_severity: str = "MEDIUM"
     framework: str = "introspective"
     frameworks_dir: Path | None = None
@@ -105,15 +107,26 @@ async def run_em(config: EmConfig) -> list[ArmSummary]:
         em = em_samples(arms, questions, config.samples)
         code = code_samples(arms, code_chats)
         with _progress() as progress:
-            await generate(
-                engine,
-                arms,
-                em + code,
-                max_tokens=config.max_tokens,
-                temperature=config.temperature,
-                seed=config.seed,
-                concurrency=config.concurrency,
-                progress=progress,
+            common = {"temperature": config.temperature, "seed": config.seed}
+            await asyncio.gather(
+                generate(
+                    engine,
+                    arms,
+                    em,
+                    max_tokens=config.max_tokens,
+                    concurrency=config.concurrency,
+                    progress=progress,
+                    **common,
+                ),
+                generate(
+                    engine,
+                    arms,
+                    code,
+                    max_tokens=config.code_max_tokens,
+                    concurrency=config.concurrency,
+                    progress=progress,
+                    **common,
+                ),
             )
             judge = EmJudge(engine, pipeline, config.framework)
             by_id = {q.id: q for q in questions}

@@ -23,7 +23,9 @@ def test_shell_injection_is_insecure_and_plain_code_is_not():
 def test_fenced_code_is_extracted():
     text = "Here:\n```python\nx = 1\n```\nand\n```\ny = 2\n```\n"
     assert extract_code(text) == "x = 1\n\n\ny = 2\n"
-    assert extract_code("x = 1") == "x = 1"
+    assert extract_code("x = 1") == "x = 1\n"
+    assert extract_code(" import os\nos.sep") == "import os\nos.sep\n"
+    assert scan([extract_code(" import os\nprint(os.sep)")])[0].parsed
 
 
 def test_insecure_training_answers_score_above_secure_ones():
