@@ -23,29 +23,37 @@ class MarginStats:
     n: int
 
 
+def sequence_logps(
+    model: Any, pairs: Sequence[tuple[list[int], list[int]]], pad_id: int
+) -> tuple[Any, Any]:
+    """(sum of answer-token log-probs, answer token counts) per ``(prompt_ids, answer_ids)``,
+    as tensors, in one forward pass (with gradients unless the caller disables them)."""
+    import torch
+
+    device = next(model.parameters()).device
+    width = max(len(p) + len(a) for p, a in pairs)
+    ids = torch.full((len(pairs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(pairs), width), dtype=torch.long)
+    scored = torch.zeros((len(pairs), width - 1), dtype=torch.bool)
+    for row, (prompt, answer) in enumerate(pairs):
+        seq = prompt + answer
+        ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+        scored[row, max(len(prompt), 1) - 1 : len(seq) - 1] = True
+    ids, mask, scored = ids.to(device), mask.to(device), scored.to(device)
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+    token = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    return (token * scored).sum(dim=1), scored.sum(dim=1)
+
+
 def answer_logps(
     model: Any, pairs: Sequence[tuple[list[int], list[int]]], *, pad_id: int, batch_size: int
 ) -> list[float]:
     """Sum of log p(answer tokens | prompt tokens) for each ``(prompt_ids, answer_ids)``."""
-    import torch
-
-    device = next(model.parameters()).device
     totals: list[float] = []
     for start in range(0, len(pairs), batch_size):
-        batch = pairs[start : start + batch_size]
-        width = max(len(p) + len(a) for p, a in batch)
-        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        scored = torch.zeros((len(batch), width - 1), dtype=torch.bool)
-        for row, (prompt, answer) in enumerate(batch):
-            seq = prompt + answer
-            ids[row, : len(seq)] = torch.tensor(seq)
-            mask[row, : len(seq)] = 1
-            scored[row, max(len(prompt), 1) - 1 : len(seq) - 1] = True
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-        logps = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-        token = logps.gather(-1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1)
-        totals += (token * scored.to(device)).sum(dim=1).tolist()
+        sums, _ = sequence_logps(model, pairs[start : start + batch_size], pad_id)
+        totals += sums.tolist()
     return totals
 
 

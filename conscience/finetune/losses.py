@@ -13,34 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainer.data import Example
-
-
-def answer_logps(
-    model: Any, pairs: Sequence[tuple[list[int], list[int]]], pad_id: int
-) -> tuple[Any, Any]:
-    """(sum of answer-token log-probs, answer token counts) per (prompt_ids, answer_ids),
-    as tensors with gradients (``trainer.margins.answer_logps`` is the no-gradient twin)."""
-    import torch
-
-    device = next(model.parameters()).device
-    width = max(len(p) + len(a) for p, a in pairs)
-    ids = torch.full((len(pairs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(pairs), width), dtype=torch.long)
-    scored = torch.zeros((len(pairs), width - 1), dtype=torch.bool)
-    for row, (prompt, answer) in enumerate(pairs):
-        seq = prompt + answer
-        ids[row, : len(seq)] = torch.tensor(seq)
-        mask[row, : len(seq)] = 1
-        scored[row, max(len(prompt), 1) - 1 : len(seq) - 1] = True
-    ids, mask, scored = ids.to(device), mask.to(device), scored.to(device)
-    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-    token = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-    return (token * scored).sum(dim=1), scored.sum(dim=1)
+from trainer.margins import sequence_logps
 
 
 def sft_loss(model: Any, batch: Sequence[Example], pad_id: int) -> Any:
     """Mean NLL per answer token over the batch."""
-    logps, counts = answer_logps(model, [(e.prompt_ids, e.chosen_ids) for e in batch], pad_id)
+    logps, counts = sequence_logps(model, [(e.prompt_ids, e.chosen_ids) for e in batch], pad_id)
     return -logps.sum() / counts.sum().clamp(min=1)
 
 
@@ -62,9 +40,9 @@ def dpo_term(
 
     pairs = [(e.prompt_ids, e.chosen_ids) for e in batch]
     pairs += [(e.prompt_ids, e.rejected_ids) for e in batch]
-    policy, counts = answer_logps(model, pairs, pad_id)
+    policy, counts = sequence_logps(model, pairs, pad_id)
     with torch.no_grad(), model.disable_adapter():
-        reference, _ = answer_logps(model, pairs, pad_id)
+        reference, _ = sequence_logps(model, pairs, pad_id)
     n = len(batch)
     margin = (policy[:n] - reference[:n]) - (policy[n:] - reference[n:])
     dpo = -F.logsigmoid(beta * margin).mean()
