@@ -147,6 +147,19 @@ def test_prometheus_and_grafana_are_wired(services: dict[str, Any]) -> None:
                 assert (DEPLOY / source).exists(), source
 
 
+def test_prometheus_scrapes_the_trainer(services: dict[str, Any]) -> None:
+    trainer = services["trainer"]
+    port = _flag(trainer["command"], "--metrics-port")
+    assert trainer["expose"] == [port]
+    jobs = {
+        job["job_name"]: job
+        for job in load_yaml(PROMETHEUS_DIR / "prometheus.yml")["scrape_configs"]
+    }
+    (target,) = jobs["conscience-trainer"]["static_configs"][0]["targets"]
+    assert target == f"trainer:{port}"
+    assert services["prometheus"]["depends_on"]["trainer"]["condition"] == "service_started"
+
+
 def test_named_volumes_are_declared(services: dict[str, Any], compose: dict[str, Any]) -> None:
     used = {
         source

@@ -30,6 +30,9 @@ REQUIRED_SERIES = {
     "adapter rejections": "conscience_adapter_rejected_total",
     "vLLM throughput": "vllm:generation_tokens_total",
     "vLLM KV usage": "vllm:kv_cache_usage_perc",
+    "trainer rounds": "conscience_trainer_rounds_total",
+    "trainer queue depth": "conscience_trainer_queue_depth",
+    "trainer last publish": "conscience_trainer_last_publish_timestamp_seconds",
 }
 
 
@@ -85,6 +88,10 @@ def test_variables() -> None:
     for name in ("job", "instance"):
         assert variables[name]["includeAll"] and variables[name]["allValue"] == ".*"
         assert "conscience_requests_in_flight" in variables[name]["definition"]
+        assert "conscience_trainer_queue_depth" in variables[name]["definition"]  # its job too
+    # The trainer is scraped too (job conscience-trainer): it is not a serving replica.
+    (replicas,) = [e for t, e in dashboard_targets() if t == "Replicas up"]
+    assert 'job!="conscience-trainer"' in replicas
 
 
 def test_provisioning_matches_the_compose_mounts() -> None:

@@ -66,7 +66,9 @@ def test_base_renders_the_expected_objects(base: list[dict[str, Any]]) -> None:
         "PrometheusRule/conscience",
         "Service/conscience",
         "Service/conscience-redis",
+        "Service/conscience-trainer",
         "ServiceMonitor/conscience",
+        "ServiceMonitor/conscience-trainer",
         "StatefulSet/conscience-redis",
     ]
     for obj in base:
@@ -138,6 +140,34 @@ def test_trainer_consumes_the_same_queue_and_registry(base: list[dict[str, Any]]
     _assert_adapters_mounted(base, "conscience-trainer")
 
 
+def test_servicemonitor_scrapes_the_trainer_as_its_own_job(base: list[dict[str, Any]]) -> None:
+    trainer = _container(base, "conscience-trainer")
+    assert "--metrics-port=9101" in trainer["args"]
+    assert {p["name"]: p["containerPort"] for p in trainer["ports"]} == {"metrics": 9101}
+    service = find(base, "Service", "conscience-trainer")
+    pod_labels = find(base, "Deployment", "conscience-trainer")["spec"]["template"]["metadata"]
+    assert service["spec"]["selector"].items() <= pod_labels["labels"].items()
+    (port,) = service["spec"]["ports"]
+    assert (port["name"], port["port"], port["targetPort"]) == ("metrics", 9101, "metrics")
+    monitor = find(base, "ServiceMonitor", "conscience-trainer")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    server_service = find(base, "Service", "conscience")["metadata"]["labels"]
+    assert not selector.items() <= server_service.items()
+    server_selector = find(base, "ServiceMonitor", "conscience")["spec"]["selector"]["matchLabels"]
+    assert not server_selector.items() <= service["metadata"]["labels"].items()
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("metrics", "/metrics")
+    # job is pinned by relabeling to the compose job's name, which the trainer alerts select.
+    assert endpoint["relabelings"] == [{"targetLabel": "job", "replacement": "conscience-trainer"}]
+    jobs = [
+        job["job_name"] for job in load_yaml(PROMETHEUS_DIR / "prometheus.yml")["scrape_configs"]
+    ]
+    assert "conscience-trainer" in jobs
+    alerts = (PROMETHEUS_DIR / "alerts.yaml").read_text()
+    assert 'up{job="conscience-trainer"}' in alerts
+
+
 def test_redis_statefulset_persists(base: list[dict[str, Any]]) -> None:
     redis = find(base, "StatefulSet", "conscience-redis")
     service = find(base, "Service", redis["spec"]["serviceName"])
@@ -185,6 +215,9 @@ def test_gpu_overlay(gpu: list[dict[str, Any]], base: list[dict[str, Any]]) -> N
         pod = find(gpu, "Deployment", deployment)["spec"]["template"]["spec"]
         assert any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
         assert _container(base, deployment)["image"] == "conscience:cpu"
+    assert _container(gpu, "conscience-trainer")["ports"] == [
+        {"name": "metrics", "containerPort": 9101}
+    ]
     server = _container(gpu, "conscience-server")
     assert _env(server)["CONSCIENCE_ENFORCE_EAGER"]["value"] == "false"
     assert "secretKeyRef" in _env(server)["CONSCIENCE_API_KEYS"]["valueFrom"]  # kept by the patch

@@ -35,9 +35,11 @@ def test_config_is_valid_and_loads_the_alert_rules() -> None:
     assert "SUCCESS: 1 rule files found" in output
     config = load_yaml(PROMETHEUS_DIR / "prometheus.yml")
     assert config["rule_files"] == ["alerts.yaml"]
-    (job,) = config["scrape_configs"]
-    assert job["job_name"] == "conscience"  # what ConscienceServerDown selects
-    assert job["static_configs"] == [{"targets": ["server:8000"]}]  # the compose service
+    jobs = {job["job_name"]: job["static_configs"] for job in config["scrape_configs"]}
+    assert jobs == {
+        "conscience": [{"targets": ["server:8000"]}],  # ConscienceServerDown selects it
+        "conscience-trainer": [{"targets": ["trainer:9101"]}],  # the trainer alerts select it
+    }
 
 
 def test_rules_are_valid() -> None:
