@@ -94,3 +94,13 @@ def wrap(goal: str, style: str, rng: random.Random) -> str:
     if style == "word_salad_suffix":  # a relaxed-token look: out-of-place words
         return f"{goal} {' '.join(rng.choices(WORDS.split(), k=rng.randint(10, 18)))}"
     return TEMPLATES[style].format(goal=goal, goal_lc=_lower_first(goal))
+
+
+def style_of(prompt: str) -> str | None:
+    """The attack style ``wrap`` used for ``prompt`` (suffix styles read as ``suffix``)."""
+    for style, template in TEMPLATES.items():
+        head, _, rest = template.partition("{")
+        tail = rest.partition("}")[2][:30]
+        if (head and prompt.startswith(head[:40])) or (not head and tail and tail in prompt):
+            return style
+    return "suffix"
