@@ -134,11 +134,6 @@ class Settings(BaseSettings):
     max_loras: int = Field(2, ge=1, description="LoRA adapters resident at once.")
     enforce_eager: bool = Field(True, description="Skip graph capture/compilation.")
     enable_prefix_caching: bool = Field(True, description="vLLM prefix caching.")
-    review_priority: bool = Field(
-        False,
-        description="Schedule reviews ahead of drafts and rewrites (vLLM's priority "
-        "scheduling policy), so a one-token review does not wait behind long generations.",
-    )
     adapter: Path | None = Field(
         None, description="A fixed peft LoRA adapter dir to draft with. None: base only."
     )

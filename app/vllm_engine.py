@@ -21,8 +21,6 @@ CPU_DEFAULT_KV_GIB = 2.0
 # Prefix caching reuses whole blocks only. vLLM's CPU default (128 tokens) leaves most of a
 # review's reusable prefix uncached; 32 is the smallest size its CPU kernels are tuned for.
 CPU_DEFAULT_BLOCK_SIZE = 32
-# vLLM's priority policy serves lower values first; drafts and rewrites keep the default 0.
-REVIEW_PRIORITY = -1
 
 
 def engine_args(settings: Settings, model_dir: Path, served_name: str):
@@ -57,16 +55,14 @@ def engine_args(settings: Settings, model_dir: Path, served_name: str):
         # seeded sampling request's prefill is split over steps; whole prefills avoid it.
         enable_chunked_prefill=False if current_platform.is_cpu() else None,
         max_logprobs=MAX_SCORED_TOKENS,
-        scheduling_policy="priority" if settings.review_priority else "fcfs",
     )
 
 
 class VllmEngine:
     """``app.engine.Engine`` over vLLM's ``AsyncLLM``."""
 
-    def __init__(self, llm, model_name: str, review_priority: bool = False):
+    def __init__(self, llm, model_name: str):
         self._llm = llm
-        self._review_priority = REVIEW_PRIORITY if review_priority else 0
         self._tokenizer = llm.get_tokenizer()
         self._gate = EngineGate()  # prompt-logprob scoring runs alone (see app.engine_gate)
         self._special = frozenset(
@@ -86,7 +82,7 @@ class VllmEngine:
         from vllm.v1.engine.async_llm import AsyncLLM
 
         llm = AsyncLLM.from_engine_args(engine_args(settings, model_dir, served_name))
-        return cls(llm, served_name, settings.review_priority)
+        return cls(llm, served_name)
 
     def shutdown(self) -> None:
         self._llm.shutdown()
@@ -167,10 +163,7 @@ class VllmEngine:
             max_tokens=1, temperature=0.0, logprob_token_ids=list(dict.fromkeys(token_ids))
         )
         final = None
-        generation = self._generate(
-            request_id, prompt_ids, params, None, priority=self._review_priority
-        )
-        async for out in generation:
+        async for out in self._generate(request_id, prompt_ids, params, None):
             final = out
         if final is None or not final.outputs[0].logprobs:
             raise ReviewOutputInvalid("the engine returned no logprobs for the review")
@@ -217,9 +210,7 @@ class VllmEngine:
             cut += 1
         return full[:cut], full[cut:]
 
-    async def _generate(
-        self, request_id, prompt_ids, params, adapter, exclusive=False, priority: int = 0
-    ):
+    async def _generate(self, request_id, prompt_ids, params, adapter, exclusive=False):
         from vllm.inputs import TokensPrompt
         from vllm.lora.request import LoRARequest
         from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
@@ -232,11 +223,7 @@ class VllmEngine:
             )
         lora = LoRARequest(adapter.name, adapter.int_id, str(adapter.path)) if adapter else None
         outputs = self._llm.generate(
-            TokensPrompt(prompt_token_ids=prompt_ids),
-            params,
-            request_id,
-            lora_request=lora,
-            priority=priority,
+            TokensPrompt(prompt_token_ids=prompt_ids), params, request_id, lora_request=lora
         )
         gate = self._gate.exclusive() if exclusive else self._gate.shared()
         try:

@@ -85,9 +85,6 @@ def bench(
     block_size: Annotated[
         int, typer.Option(min=1, help="KV block size of every server (ours' CPU default).")
     ] = 32,
-    review_priority: Annotated[
-        bool, typer.Option(help="Ours schedules reviews ahead of drafts (vLLM priority policy).")
-    ] = False,
     max_model_len: Annotated[int, typer.Option(min=64, help="Context length.")] = 2048,
     dtype: Annotated[str, typer.Option(help="Engine dtype.")] = "auto",
     request_timeout_s: Annotated[float, typer.Option(help="Per request.")] = 300.0,
@@ -104,7 +101,6 @@ def bench(
         threads=threads,
         kv_cache_gib=kv_cache_gib,
         block_size=block_size,
-        review_priority=review_priority,
     )
     config = BenchConfig(
         model=str(model_dir),
@@ -114,7 +110,6 @@ def bench(
         max_tokens=max_tokens or sizes["max_tokens"],
         review_layouts=[part.strip() for part in review_layouts.split(",") if part.strip()],
         block_size=block_size,
-        review_priority=review_priority,
         threads=threads,
         kv_cache_gib=kv_cache_gib,
         max_model_len=max_model_len,

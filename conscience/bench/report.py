@@ -33,7 +33,6 @@ class BenchConfig(BaseModel):
     max_tokens: int = Field(ge=1)
     review_layouts: list[str] = Field(min_length=1)
     block_size: int = Field(ge=1, description="KV block size of every server.")
-    review_priority: bool = Field(False, description="Ours scheduled reviews first.")
     threads: int = Field(ge=1, description="OMP_NUM_THREADS of every server.")
     kv_cache_gib: int = Field(ge=1, description="VLLM_CPU_KVCACHE_SPACE of every server.")
     max_model_len: int = Field(ge=64)

@@ -46,7 +46,6 @@ class EngineConfig:
     threads: int = os.cpu_count() or 1
     kv_cache_gib: int = 1
     block_size: int = 32
-    review_priority: bool = False  # ours only: reviews first (vLLM's priority scheduling)
 
     def env(self) -> dict[str, str]:
         """The children's environment: ours minus ``CONSCIENCE_*``, plus the engine knobs."""
@@ -120,7 +119,6 @@ def conscience_server(
         "--flag-threshold", str(flag_threshold),
         "--queue", f"sqlite:///{queue_path}",
         "--log-level", "warning",
-        *(["--review-priority"] if config.review_priority else []),
     ]  # fmt: skip
     name = f"conscience-{layout}-t{flag_threshold:g}"
     return ServerSpec(name, argv, config.env(), port, "/ready")
