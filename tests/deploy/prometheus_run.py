@@ -167,3 +167,19 @@ def targets_up(url: str, count: int) -> list[dict] | None:
     if len(targets) == count and all(t["health"] == "up" for t in targets):
         return targets
     return None
+
+
+def wait_for_data(prometheus: str, queries: set[tuple[str, str]], what: str) -> None:
+    """Wait until each ``(title, expr)`` query returns data; fail naming those that never do."""
+    pending = set(queries)
+
+    def answered():
+        for item in list(pending):
+            if query(prometheus, item[1]):
+                pending.discard(item)
+        return not pending
+
+    try:
+        wait_for(answered, what, timeout=30)
+    except pytest.fail.Exception:
+        pytest.fail(f"no data for: {sorted(pending)}")

@@ -25,12 +25,12 @@ from tests.deploy.prometheus_run import (
     TRAINER_JOB,
     TRAINER_PREFIX,
     get,
-    query,
     run_prometheus,
     targets_up,
     trainer_exporter,
     used_names,
     wait_for,
+    wait_for_data,
 )
 from tests.support import TINY_NAME
 
@@ -119,18 +119,8 @@ def test_every_used_series_is_in_prometheus(prometheus: str) -> None:
 
 
 def test_every_dashboard_query_returns_data(prometheus: str) -> None:
-    pending = {(title, concrete(expr)) for title, expr in dashboard_targets()}
-
-    def answered():
-        for item in list(pending):
-            if query(prometheus, item[1]):
-                pending.discard(item)
-        return not pending
-
-    try:
-        wait_for(answered, "data for every dashboard query", timeout=30)
-    except pytest.fail.Exception:
-        pytest.fail(f"no data for: {sorted(pending)}")
+    queries = {(title, concrete(expr)) for title, expr in dashboard_targets()}
+    wait_for_data(prometheus, queries, "data for every dashboard query")
 
 
 def test_rules_load_and_the_event_alerts_fire(prometheus: str) -> None:

@@ -22,6 +22,7 @@ from tests.deploy.prometheus_run import (
     trainer_queries,
     used_names,
     wait_for,
+    wait_for_data,
 )
 
 TRAINER_ALERTS = {"ConscienceTrainerDown", "ConscienceTrainerNotPublishing"}
@@ -66,19 +67,9 @@ def test_prometheus_scrapes_the_trainer_as_its_job(prometheus: str, trainer: str
 
 
 def test_trainer_dashboard_queries_return_data(prometheus: str) -> None:
-    pending = set(trainer_queries())
-    assert len(pending) >= 3
-
-    def answered():
-        for item in list(pending):
-            if query(prometheus, item[1]):
-                pending.discard(item)
-        return not pending
-
-    try:
-        wait_for(answered, "data for the trainer's dashboard queries", timeout=30)
-    except pytest.fail.Exception:
-        pytest.fail(f"no data for: {sorted(pending)}")
+    queries = set(trainer_queries())
+    assert len(queries) >= 3
+    wait_for_data(prometheus, queries, "data for the trainer's dashboard queries")
 
 
 def test_trainer_alerts_evaluate_and_stay_quiet(prometheus: str) -> None:
