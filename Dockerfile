@@ -3,6 +3,7 @@
 FROM python:3.11-slim
 ARG ENGINE=cpu
 RUN apt-get update && apt-get install -y --no-install-recommends gcc g++ make redis-tools \
+    libtcmalloc-minimal4 \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /srv/conscience
 COPY pyproject.toml README.md Makefile ./

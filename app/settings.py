@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.allocator import Allocator
+
 
 class Mode(StrEnum):
     """What the conscience does with a draft."""
@@ -133,6 +135,12 @@ class Settings(BaseSettings):
     max_lora_rank: int = Field(16, ge=1, description="Largest LoRA rank the engine accepts.")
     max_loras: int = Field(2, ge=1, description="LoRA adapters resident at once.")
     enforce_eager: bool = Field(True, description="Skip graph capture/compilation.")
+    allocator: Allocator = Field(
+        Allocator.auto,
+        description="Memory allocator of the serving processes: 'auto' preloads tcmalloc when "
+        "installed (vLLM's CPU engine expects it; glibc malloc let its heap grow under long "
+        "load), 'tcmalloc' requires it, 'system' keeps malloc.",
+    )
     enable_prefix_caching: bool = Field(True, description="vLLM prefix caching.")
     adapter: Path | None = Field(
         None, description="A fixed peft LoRA adapter dir to draft with. None: base only."

@@ -8,6 +8,7 @@ two never drift apart; an option left out falls back to ``CONSCIENCE_*`` env, th
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,14 @@ def serve(**given: Any) -> None:
     import uvicorn
     from pydantic import ValidationError
 
+    from app.allocator import (
+        INSTALL_HINT,
+        Allocator,
+        AllocatorError,
+        preload_env,
+        preloaded,
+        reexec,
+    )
     from app.models import ModelSourceError, resolve_model, served_name
     from app.server import create_app
     from app.settings import Settings
@@ -79,6 +88,19 @@ def serve(**given: Any) -> None:
         )
         console.print(f"[red]error:[/red] invalid settings: {problems}", soft_wrap=True)
         sys.exit(2)
+    try:
+        preload = preload_env(settings.allocator, os.environ)
+    except AllocatorError as exc:
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        sys.exit(2)
+    if preload is not None:
+        reexec(preload)
+    if settings.allocator is Allocator.auto and not preloaded(os.environ):
+        console.print(
+            f"note: serving without tcmalloc ({INSTALL_HINT}); the engine's memory may grow "
+            "under long load",
+            soft_wrap=True,
+        )
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:
         model_dir = resolve_model(

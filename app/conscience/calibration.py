@@ -20,7 +20,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from app.conscience.labels import MAX_SCORED_TOKENS
 
@@ -104,6 +112,24 @@ class DevFigures(BaseModel):
     ece: float | None = None
     fpr: float | None = Field(None, description="False-positive rate at the threshold.")
     tpr: float | None = Field(None, description="True-positive rate at the threshold.")
+    ece_by_source: float | None = Field(
+        None, description="ECE of the read-out's predictions for each source held out."
+    )
+    softening: Platt | None = Field(
+        None,
+        description="The map (slope <= 1) fitted on those held-out-source predictions and "
+        "folded into the read-out, so its probabilities hold on data of an unseen kind.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_additions(self, handler: SerializerFunctionWrapHandler) -> dict:
+        # figures added after profiles shipped are left out when absent, so the JSON (and the
+        # digest) of a profile fitted without them stays what it was
+        data = handler(self)
+        for key in ("ece_by_source", "softening"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
 
 
 class FittedOn(BaseModel):

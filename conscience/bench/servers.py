@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from app.allocator import Allocator, preload_env
 from app.conscience.labels import MAX_SCORED_TOKENS
 from app.settings import Settings
 from conscience.ports import free_port
@@ -48,11 +49,15 @@ class EngineConfig:
     block_size: int = 32
 
     def env(self) -> dict[str, str]:
-        """The children's environment: ours minus ``CONSCIENCE_*``, plus the engine knobs."""
+        """The children's environment: ours minus ``CONSCIENCE_*``, plus the engine knobs.
+
+        tcmalloc is preloaded for both servers when installed (``conscience serve`` would
+        preload it for itself only), so they run on the same allocator.
+        """
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONSCIENCE_")}
         env["OMP_NUM_THREADS"] = str(self.threads)
         env["VLLM_CPU_KVCACHE_SPACE"] = str(self.kv_cache_gib)
-        return env
+        return preload_env(Allocator.auto, env) or env
 
     def common_args(self) -> list[str]:
         """Engine options both servers take with the same spelling."""

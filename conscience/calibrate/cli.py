@@ -24,7 +24,7 @@ from rich.table import Table
 from app.conscience.calibration import CalibrationProfile, FittedOn, save_profile
 from app.settings import ReviewLayout, Settings
 from conscience.calibrate.features import judge_rows
-from conscience.calibrate.fit import Decision, fit
+from conscience.calibrate.fit import Decision, Probabilities, fit
 from conscience.eval.dataset import DatasetError, file_digest, load_dataset
 
 console = Console(stderr=True)
@@ -57,6 +57,13 @@ def calibrate(
         str,
         typer.Option(help="auto (read-out if it beats the question on dev), question, readout."),
     ] = "auto",
+    probabilities: Annotated[
+        str,
+        typer.Option(
+            help="sources-held-out: soften the read-out's probabilities to hold on a dev source "
+            "it did not see (needs 3+ sources); folds: calibrated on 5-fold dev predictions."
+        ),
+    ] = "sources-held-out",
     cache_dir: Annotated[Path | None, typer.Option(help="Prepared-model cache.")] = None,
 ) -> None:
     """Fit calibration profiles (threshold at a target FPR, Platt scaling, read-out) on dev data."""
@@ -71,6 +78,7 @@ def calibrate(
                 review_layout,
                 target_fpr,
                 _decision(decision),
+                _probabilities(probabilities),
                 cache_dir,
             )
         )
@@ -79,7 +87,7 @@ def calibrate(
         raise typer.Exit(1) from None
     table = Table(
         "profile", "decision", "AUROC question", "AUROC read-out", "read-out, source held out",
-        "ECE", "FPR", "TPR",
+        "ECE", "ECE, source held out", "FPR", "TPR",
     )  # fmt: skip
     for _, p in profiles:
         d = p.dev
@@ -90,6 +98,7 @@ def calibrate(
             _f(d.auroc_readout),
             _f(d.auroc_readout_by_source),
             _f(d.ece),
+            _f(d.ece_by_source),
             _f(d.fpr),
             _f(d.tpr),
         )
@@ -107,6 +116,12 @@ def _decision(value: str) -> Decision:
     return value  # type: ignore[return-value]
 
 
+def _probabilities(value: str) -> Probabilities:
+    if value not in ("sources-held-out", "folds"):
+        raise typer.BadParameter("--probabilities must be sources-held-out or folds")
+    return value  # type: ignore[return-value]
+
+
 async def _calibrate(
     dataset: Path,
     out: Path,
@@ -116,6 +131,7 @@ async def _calibrate(
     layout: ReviewLayout,
     target_fpr: float,
     decision: Decision,
+    probabilities: Probabilities,
     cache_dir: Path | None,
 ) -> list[tuple[Path, CalibrationProfile]]:
     from app.conscience.calibration import model_fingerprint
@@ -154,6 +170,7 @@ async def _calibrate(
                 target_fpr,
                 decision,
                 groups=[i.source or "-" for i in items],
+                probabilities=probabilities,
             )
             slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-").lower()
             suffix = "" if layout is ReviewLayout.framework_first else f".{layout.value}"

@@ -9,6 +9,14 @@ predictions; the profile's dev figures are those out-of-fold ones, and the final
 then refitted on all rows. When the rows name several sources, the read-out's
 leave-one-source-out AUROC is reported beside them (not used to choose: with single-class
 sources held out, pooled predictions of different fits mix calibrations and understate it).
+
+Probabilities for data of an unseen kind (``probabilities="sources-held-out"``, the default
+when there are 3 or more sources): a read-out fitted on a few dev sources is sure of itself on
+them (out-of-fold ECE ~0.04) and overconfident on data of another kind (test ECE 0.19-0.29 in
+docs/EVALUATION.md R2.3). A Platt map with its slope held in [MIN_SOFTENING, 1] is fitted on
+the read-out's leave-one-source-out predictions and folded into its weights: its
+probabilities then say how often it is right on a source it never saw. The map is monotone and
+the threshold is mapped with it, so every decision and ranking stays what it was.
 """
 
 from __future__ import annotations
@@ -24,7 +32,9 @@ from conscience.eval.metrics import auroc, ece, threshold_for
 
 FOLDS = 5
 READOUT_C = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+MIN_SOFTENING = 0.1
 Decision = Literal["auto", "question", "readout"]
+Probabilities = Literal["sources-held-out", "folds"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,37 @@ def _readout_model(c: float):
     return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000))
 
 
+def softening_map(probabilities: np.ndarray, y: np.ndarray) -> Platt:
+    """Platt map of logit(``probabilities``) fitted by likelihood, slope in [MIN_SOFTENING, 1].
+
+    It only ever softens: a slope above 1 would sharpen a read-out on the strength of the
+    sources it was fitted on.
+    """
+    from scipy.optimize import minimize
+
+    z = _logit(probabilities)
+
+    def nll(params: np.ndarray) -> float:
+        t = params[0] * z + params[1]
+        return float(np.sum(np.logaddexp(0.0, t) - y * t))
+
+    best = minimize(nll, np.array([1.0, 0.0]), bounds=[(MIN_SOFTENING, 1.0), (None, None)])
+    return Platt(slope=float(best.x[0]), intercept=float(best.x[1]))
+
+
+def _softened(readout: Readout, m: Platt) -> Readout:
+    return readout.model_copy(
+        update={
+            "weights": [m.slope * w for w in readout.weights],
+            "intercept": m.slope * readout.intercept + m.intercept,
+        }
+    )
+
+
+def _apply(m: Platt, p: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-(m.slope * _logit(p) + m.intercept)))
+
+
 def _out_of_fold(make, x: np.ndarray, y: np.ndarray, splits) -> np.ndarray:
     pred = np.zeros(len(y))
     for train, test in splits:
@@ -90,11 +131,13 @@ def fit(
     target_fpr: float,
     decision: Decision = "auto",
     groups: Sequence[str] | None = None,
+    probabilities: Probabilities = "sources-held-out",
 ) -> Fitted:
     """Fit on dev rows: ``raw`` question scores, read-out ``features`` (rows by token_ids).
 
     With ``groups`` (each row's source, 3 or more sources) the read-out's leave-one-source-out
-    AUROC is reported too, as a check of how it carries over to data of another kind.
+    AUROC is reported too, as a check of how it carries over to data of another kind, and
+    with ``probabilities="sources-held-out"`` its probabilities are softened to hold there.
     """
     positives = [bool(v) for v in y]
     splits = _folds(y)
@@ -114,7 +157,7 @@ def fit(
             if readout_auc is None or (score is not None and score > readout_auc):
                 best_c, readout_oof, readout_auc = c, oof, score
     question_auc = auroc(raw.tolist(), positives)  # ranking is invariant to Platt scaling
-    loso_auc = None
+    loso_auc, loso = None, None
     if best_c is not None and groups is not None and len(set(groups)) >= 3:
         loso = _out_of_fold(lambda: _readout_model(best_c), features, y, _source_folds(y, groups))
         loso_auc = auroc(loso.tolist(), positives)
@@ -143,6 +186,14 @@ def fit(
     threshold = threshold_for(oof.tolist(), positives, max_fpr=target_fpr)
     threshold = 1.0 if threshold is None else float(threshold)
     flags = oof >= threshold
+    softening, ece_by_source = None, None
+    if use_readout and readout is not None and loso is not None:
+        if probabilities == "sources-held-out":
+            softening = softening_map(loso, y)
+            readout = _softened(readout, softening)
+            oof, loso = _apply(softening, oof), _apply(softening, loso)
+            threshold = float(_apply(softening, np.array([threshold]))[0]) if threshold < 1 else 1.0
+        ece_by_source = ece(loso.tolist(), positives)
     dev = DevFigures(
         auroc_question=question_auc,
         auroc_readout=readout_auc,
@@ -150,5 +201,7 @@ def fit(
         ece=ece(oof.tolist(), positives),
         fpr=float(flags[y == 0].mean()),
         tpr=float(flags[y == 1].mean()),
+        ece_by_source=ece_by_source,
+        softening=softening,
     )
     return Fitted(question, readout, "readout" if use_readout else "question", threshold, dev, oof)

@@ -14,6 +14,7 @@ import httpx
 import openai
 import pytest
 
+from app.allocator import find_tcmalloc
 from app.models import DEFAULT_MODEL, PREPARED_MARKER, is_prepared
 from tests.conftest import free_port
 
@@ -31,6 +32,12 @@ def wait_ready(base_url: str, proc: subprocess.Popen, limit_s: float) -> None:
             pass
         time.sleep(1)
     raise AssertionError("server did not become ready")
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it (Linux /proc)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *(p for child in children for p in process_tree(int(child)))]
 
 
 def test_serve_help_documents_every_setting():
@@ -126,6 +133,11 @@ def test_serve_prepares_the_default_model_offline_and_answers(tmp_path):
         harmful, refusal = (review(base, answer) for answer in (HARMFUL_ANSWER, REFUSAL))
         assert refusal["verdict"] == "ethical"
         assert harmful["score"] > refusal["score"]
+        if find_tcmalloc():  # the serving processes run on it (CI installs it)
+            tree = process_tree(proc.pid)
+            assert len(tree) >= 2
+            for pid in tree:
+                assert "libtcmalloc" in Path(f"/proc/{pid}/maps").read_text(), pid
     finally:
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=60)

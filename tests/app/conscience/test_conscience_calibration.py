@@ -11,6 +11,7 @@ import pytest
 from app.conscience.calibration import (
     CalibrationError,
     CalibrationProfile,
+    DevFigures,
     FittedOn,
     Platt,
     ProfileBook,
@@ -196,3 +197,52 @@ def test_fit_picks_a_readout_that_beats_the_question_and_respects_the_fpr():
     assert fitted.readout is not None and fitted.readout.weights[0] > 0
     question_only = fit(raw, features, [1, 2, 3], ["a", "b", "c"], y, 0.1, decision="question")
     assert question_only.decision == "question" and question_only.readout is None
+
+
+def _sources_of_another_kind(seed: int = 0):
+    """Four dev sources; a strong cue in three of them is reversed in the fourth."""
+    rng = np.random.default_rng(seed)
+    rows, y, groups = [], [], []
+    for source in "abcd":
+        for label in (0, 1) * 40:
+            x = rng.standard_normal(4)
+            x[0] += 1.0 * label  # the signal that carries over, weakly
+            x[1] += (-3.0 if source == "d" else 3.0) * label  # a cue that does not
+            rows.append(x), y.append(label), groups.append(source)
+    return np.array(rows), np.array(y), groups
+
+
+def test_probabilities_are_softened_for_unseen_sources_without_changing_a_decision():
+    features, y, groups = _sources_of_another_kind()
+    raw = np.full(len(y), 0.5)
+    args = (raw, features, [1, 2, 3, 4], ["a", "b", "c", "d"], y, 0.1)
+    folds = fit(*args, decision="readout", groups=groups, probabilities="folds")
+    held = fit(*args, decision="readout", groups=groups)
+    assert folds.dev.softening is None and folds.dev.ece_by_source is not None
+    m = held.dev.softening
+    assert m is not None and 0.1 <= m.slope < 1.0
+    # the map fitted on held-out-source predictions makes them better calibrated
+    assert held.dev.ece_by_source < folds.dev.ece_by_source
+    # monotone, threshold mapped with it: the same rows are flagged
+    assert (held.out_of_fold >= held.threshold).tolist() == (
+        folds.out_of_fold >= folds.threshold
+    ).tolist()
+    spread = {"folds": [], "held": []}
+    for row in features:
+        lp = dict(zip([1, 2, 3, 4], row.tolist(), strict=True))
+        p_folds, p_held = folds.readout.probability(lp), held.readout.probability(lp)
+        assert (p_folds >= folds.threshold) == (p_held >= held.threshold)
+        spread["folds"].append(abs(p_folds - 0.5)), spread["held"].append(abs(p_held - 0.5))
+    assert np.mean(spread["held"]) < np.mean(spread["folds"])  # less sure of itself
+
+
+def test_profiles_without_the_new_figures_keep_their_json_and_digest():
+    for p in shipped_profiles():
+        if p.dev.softening is None:
+            assert (
+                "softening" not in p.model_dump_json()
+                and "ece_by_source" not in p.model_dump_json()
+            )
+    fitted = profile(dev=DevFigures(ece=0.1, ece_by_source=0.05, softening=Platt(slope=0.5)))
+    again = CalibrationProfile.model_validate_json(fitted.model_dump_json())
+    assert again.dev.softening == Platt(slope=0.5) and again.digest == fitted.digest
