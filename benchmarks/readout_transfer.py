@@ -11,6 +11,12 @@ read-out is refitted on the other families (regularisation chosen by 5-fold on t
 (same framework and layout) is scored on every family as it is. This is the dev-side proxy
 for test sets of another kind (HarmBench's attack prompts): use it to choose, never test.
 
+The second table is the same proxy for the read-out's *probabilities*: each family held out
+in turn (single-label ones too), the read-out fitted on the rest with its probabilities from
+5-fold predictions (``--probabilities folds``) or softened on the rest's own held-out sources
+(``sources-held-out``, the default), and the expected calibration error of its predictions
+for the family it did not see, pooled over families.
+
 With ``--dataset`` (the rows the features were judged on) the attack-styled rows are split by
 style (``jailbreak_styles.style_of``) and each style is held out in turn, the read-out fitted
 once without any attack-styled row and once with the other styles: does seeing some attack
@@ -32,7 +38,7 @@ from app.conscience.calibration import CalibrationProfile
 from benchmarks.jailbreak_styles import style_of
 from conscience.calibrate.fit import fit
 from conscience.eval.dataset import load_dataset
-from conscience.eval.metrics import auroc
+from conscience.eval.metrics import auroc, ece
 
 
 def family(source: str) -> str:
@@ -78,6 +84,37 @@ def _by_style(data: dict[str, np.ndarray], dataset: Path, families: np.ndarray) 
     print(
         f"mean over styles: {np.mean([a for a, _ in pairs]):.3f} without, "
         f"{np.mean([b for _, b in pairs]):.3f} with the other styles"
+    )
+
+
+def _calibration_by_family(data: dict[str, np.ndarray], families: np.ndarray) -> None:
+    y, raw, x, sources = data["y"], data["raw"], data["features"], data["sources"]
+    ids, tokens = data["token_ids"].tolist(), [str(t) for t in data["token_ids"]]
+    print("| family held out | n (H/B) | ECE, 5-fold probabilities | ECE, softened | slope |")
+    print("|---|---|--:|--:|--:|")
+    pooled: dict[str, list[float]] = {"folds": [], "softened": []}
+    truth: list[bool] = []
+    for name in sorted(set(families.tolist())):
+        held, rest = families == name, families != name
+        groups = [str(s) for s in sources[rest]]
+        scores = {}
+        for mode, key in (("folds", "folds"), ("sources-held-out", "softened")):
+            fitted = fit(raw[rest], x[rest], ids, tokens, y[rest], 0.05, "readout", groups, mode)
+            scores[key] = _readout_scores(fitted, x[held])
+            slope = f"{fitted.dev.softening.slope:.2f}" if fitted.dev.softening else "-"
+        labels = [bool(v) for v in y[held]]
+        truth += labels
+        for key in pooled:
+            pooled[key] += scores[key].tolist()
+        n_h = int(y[held].sum())
+        print(
+            f"| {name} | {int(held.sum())} ({n_h}/{int(held.sum()) - n_h}) "
+            f"| {ece(scores['folds'].tolist(), labels):.3f} "
+            f"| {ece(scores['softened'].tolist(), labels):.3f} | {slope} |"
+        )
+    print(
+        f"pooled over held-out families: ECE {ece(pooled['folds'], truth):.3f} (5-fold "
+        f"probabilities), {ece(pooled['softened'], truth):.3f} (softened)"
     )
 
 
@@ -135,6 +172,7 @@ def main() -> None:
         f"mean held-out family AUROC {np.mean(held_aucs):.3f}; "
         f"5-fold on all rows {everything.dev.auroc_readout:.3f}"
     )
+    _calibration_by_family(data, families)
     if args.dataset:
         _by_style(data, args.dataset, families)
 

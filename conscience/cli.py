@@ -64,7 +64,6 @@ def serve(**given: Any) -> None:
     """Serve the OpenAI-compatible API with the conscience in front of an in-process vLLM."""
     import logging
 
-    import uvicorn
     from pydantic import ValidationError
 
     from app.allocator import (
@@ -75,8 +74,6 @@ def serve(**given: Any) -> None:
         preloaded,
         reexec,
     )
-    from app.models import ModelSourceError, resolve_model, served_name
-    from app.server import create_app
     from app.settings import Settings
 
     overrides = {k: v for k, v in given.items() if v is not None and v != []}
@@ -94,7 +91,12 @@ def serve(**given: Any) -> None:
         console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         sys.exit(2)
     if preload is not None:
-        reexec(preload)
+        reexec(preload)  # before the heavy imports below: they run once, under tcmalloc
+    import uvicorn
+
+    from app.models import ModelSourceError, resolve_model, served_name
+    from app.server import create_app
+
     if settings.allocator is Allocator.auto and not preloaded(os.environ):
         console.print(
             f"note: serving without tcmalloc ({INSTALL_HINT}); the engine's memory may grow "
