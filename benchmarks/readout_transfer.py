@@ -13,8 +13,8 @@ for test sets of another kind (HarmBench's attack prompts): use it to choose, ne
 
 The second table is the same proxy for the read-out's *probabilities*: each family held out
 in turn (single-label ones too), the read-out fitted on the rest with its probabilities from
-5-fold predictions (``--probabilities folds``) or softened on the rest's own held-out sources
-(``sources-held-out``, the default), and the expected calibration error of its predictions
+5-fold predictions (``--probabilities folds``, the default) or softened on the rest's own
+held-out sources (``sources-held-out``), and the expected calibration error of its predictions
 for the family it did not see, pooled over families.
 
 With ``--dataset`` (the rows the features were judged on) the attack-styled rows are split by

@@ -60,10 +60,11 @@ def calibrate(
     probabilities: Annotated[
         str,
         typer.Option(
-            help="sources-held-out: soften the read-out's probabilities to hold on a dev source "
-            "it did not see (needs 3+ sources); folds: calibrated on 5-fold dev predictions."
+            help="folds: the read-out's probabilities as fitted (5-fold dev predictions); "
+            "sources-held-out: softened to hold on a dev source it did not see (needs 3+ "
+            "sources; did not help on our dev data, docs/EVALUATION.md R2.9)."
         ),
-    ] = "sources-held-out",
+    ] = "folds",
     cache_dir: Annotated[Path | None, typer.Option(help="Prepared-model cache.")] = None,
 ) -> None:
     """Fit calibration profiles (threshold at a target FPR, Platt scaling, read-out) on dev data."""

@@ -216,8 +216,8 @@ def test_probabilities_are_softened_for_unseen_sources_without_changing_a_decisi
     features, y, groups = _sources_of_another_kind()
     raw = np.full(len(y), 0.5)
     args = (raw, features, [1, 2, 3, 4], ["a", "b", "c", "d"], y, 0.1)
-    folds = fit(*args, decision="readout", groups=groups, probabilities="folds")
-    held = fit(*args, decision="readout", groups=groups)
+    folds = fit(*args, decision="readout", groups=groups)
+    held = fit(*args, decision="readout", groups=groups, probabilities="sources-held-out")
     assert folds.dev.softening is None and folds.dev.ece_by_source is not None
     m = held.dev.softening
     assert m is not None and 0.1 <= m.slope < 1.0
