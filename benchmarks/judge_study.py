@@ -343,6 +343,8 @@ def main() -> None:
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 
+    from app.vllm_engine import native_dtype
+
     items = [i for i in load_dataset(args.dataset) if i.answer is not None][: args.limit]
     llm = LLM(
         model=args.model,
@@ -350,6 +352,7 @@ def main() -> None:
         kv_cache_memory_bytes=2 * 2**30,
         enable_prefix_caching=True,
         max_model_len=4096,
+        dtype=native_dtype(),
     )
     tok = llm.get_tokenizer()
     ids, label_dir = candidate_ids(tok)

@@ -66,6 +66,8 @@ def main() -> None:
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 
+    from app.vllm_engine import native_dtype
+
     rng = random.Random(args.seed)
     advbench = _rows(args.data_dir / "advbench" / "harmful_behaviors.csv")
     xstest = _rows(args.data_dir / "xstest" / "xstest_prompts.csv")
@@ -75,7 +77,12 @@ def main() -> None:
     prefill, refuse = advbench[: n * 2], advbench[n * 2 : n * 4]
     benign = rng.sample(safe, min(n, len(safe)))
 
-    llm = LLM(model=args.model, enforce_eager=True, kv_cache_memory_bytes=2 * 2**30)
+    llm = LLM(
+        model=args.model,
+        enforce_eager=True,
+        kv_cache_memory_bytes=2 * 2**30,
+        dtype=native_dtype(),
+    )
     tok = llm.get_tokenizer()
     # no per-request seed: on the CPU build it kills the engine when a prefill is chunked
     params = SamplingParams(max_tokens=args.max_tokens, temperature=0.7, top_p=0.9)

@@ -60,12 +60,15 @@ class EngineConfig:
         return preload_env(Allocator.auto, env) or env
 
     def common_args(self) -> list[str]:
-        """Engine options both servers take with the same spelling."""
+        """Engine options both servers take with the same spelling (``auto`` dtype resolved
+        as ``conscience serve`` resolves it, so plain vLLM runs the same one)."""
+        from app.vllm_engine import native_dtype
+
         return [
             "--model", str(self.model_dir),
             "--served-model-name", self.served_name,
             "--host", HOST,
-            "--dtype", self.dtype,
+            "--dtype", native_dtype(self.dtype),
             "--max-model-len", str(self.max_model_len),
             "--enforce-eager",
             "--enable-prefix-caching",
