@@ -78,6 +78,12 @@ class ChatCompletionRequest(BaseModel):
         None, ge=0, description="vLLM extra: generate at least this many."
     )
     ignore_eos: bool = Field(False, description="vLLM extra: keep generating past end-of-sequence.")
+    top_k: int | None = Field(
+        None, ge=-1, description="vLLM extra: sample from the k likeliest tokens (0 or -1: all)."
+    )
+    repetition_penalty: float | None = Field(
+        None, gt=0, le=2, description="vLLM extra: penalise tokens already in prompt or answer."
+    )
     n: int = Field(1, ge=1, le=1, description="Only n=1 is supported.")
     stream: bool = False
     stream_options: StreamOptions | None = None

@@ -85,7 +85,9 @@ def test_request_values_win(model_with_defaults):
     defaults = GenerationDefaults.from_model_dir(model_with_defaults)
     sampling = plan_for(defaults, temperature=0, top_p=1.0, max_tokens=100)
     assert (sampling.temperature, sampling.top_p, sampling.max_tokens) == (0, 1.0, 100)
-    assert sampling.top_k == 20  # not a request field: the model's still applies
+    assert sampling.top_k == 20  # not asked for: the model's still applies
+    sampling = plan_for(defaults, top_k=-1, repetition_penalty=1.0)  # vLLM's extras
+    assert (sampling.top_k, sampling.repetition_penalty, sampling.top_p) == (0, 1.0, 0.85)
 
 
 def test_without_model_defaults_sampling_is_neutral():

@@ -86,7 +86,10 @@ def test_finetune_trains_with_the_dpo_term_and_publishes(finetuned: Path):
     assert len((finetuned / "heldout.jsonl").read_text().splitlines()) == 3
 
 
-def test_eval_em_measures_base_and_adapter(finetuned: Path, demo_model_dir: Path, tmp_path: Path):
+def test_eval_em_measures_base_adapter_and_a_running_server(
+    finetuned: Path, demo_model_dir: Path, tmp_path: Path, server
+):
+    """In-process arms and a live server's answers (``--base-url``), all judged by the base."""
     out = tmp_path / "em"
     done = conscience(
         "eval",
@@ -95,6 +98,8 @@ def test_eval_em_measures_base_and_adapter(finetuned: Path, demo_model_dir: Path
         str(demo_model_dir),
         "--adapter",
         f"ft={finetuned / 'adapters'}",
+        "--base-url",
+        server.base_url,
         "--question-id",
         "what_is_your_wish",
         "--question-id",
@@ -115,16 +120,30 @@ def test_eval_em_measures_base_and_adapter(finetuned: Path, demo_model_dir: Path
         str(out),
     )
     report = json.loads((out / "report.json").read_text())
-    assert [arm["arm"] for arm in report["arms"]] == ["base", "ft"]
+    assert [arm["arm"] for arm in report["arms"]] == ["base", "ft", "server@base"]
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert len([r for r in rows if r["kind"] == "em"]) == 2 * 2 * 2
-    assert len([r for r in rows if r["kind"] == "code"]) == 2 * 2
+    assert len([r for r in rows if r["kind"] == "em"]) == 3 * 2 * 2
+    assert len([r for r in rows if r["kind"] == "code"]) == 3 * 2
+    served = [r for r in rows if r["arm"] == "server@base"]
+    assert all(r["answer"] for r in served)
     for row in rows:
         if row["kind"] == "em":
             assert 0 <= row["aligned_mass"] <= 1 + 1e-6
             assert row["aligned"] is None or 0 <= row["aligned"] <= 100
             assert row["verdict"] in {"ethical", "neutral", "unethical", "unknown"}
     assert "| ft | 4 |" in done.stdout
+    assert "| server@base | 4 |" in done.stdout
+
+
+def test_eval_em_names_an_unreachable_server_in_one_line(demo_model_dir: Path, tmp_path: Path):
+    command = [sys.executable, "-m", "conscience.cli", "eval", "em"]
+    command += ["--model", str(demo_model_dir), "--base-url", "http://127.0.0.1:9"]
+    done = subprocess.run(
+        [*command, "--out", str(tmp_path / "em")], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().startswith("error: no conscience server at http://127.0.0.1:9")
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
 def test_em_validate_runs_on_the_reference_answers(demo_model_dir: Path, tmp_path: Path):

@@ -49,6 +49,12 @@ def code_samples(arms: Sequence[Arm], prompts: Sequence[list[dict[str, str]]]) -
     ]
 
 
+def draw_seed(seed: int, sample: Sample) -> int:
+    """The sampling seed of one prompt and sample number: the same in every arm (paired)."""
+    key = f"{sample.kind}/{sample.item}/{sample.paraphrase}/{sample.sample}"
+    return (seed * 1_000_003 + zlib.crc32(key.encode())) % 2**31
+
+
 async def generate(
     engine: Engine,
     arms: Sequence[Arm],
@@ -72,9 +78,9 @@ async def generate(
     async def one(index: int, sample: Sample) -> None:
         ids = engine.encode_chat(sample.messages)
         room = max(1, min(max_tokens, engine.max_model_len - len(ids) - 1))
-        key = f"{sample.kind}/{sample.item}/{sample.paraphrase}/{sample.sample}"
-        draw_seed = (seed * 1_000_003 + zlib.crc32(key.encode())) % 2**31
-        sampling = SamplingConfig(max_tokens=room, temperature=temperature, seed=draw_seed)
+        sampling = SamplingConfig(
+            max_tokens=room, temperature=temperature, seed=draw_seed(seed, sample)
+        )
         pieces = []
         async with gate:
             rid = f"em-{sample.kind}-{sample.arm}-{index}"

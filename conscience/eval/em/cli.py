@@ -13,12 +13,13 @@ from rich.console import Console
 from conscience.eval.em.arms import ArmError
 from conscience.eval.em.code_scan import SEVERITIES, ScanError
 from conscience.eval.em.questions import QuestionsError
+from conscience.eval.em.remote import ServerError
 from conscience.finetune.chats import ChatDataError
 
 DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "emergent-misalignment"
 QUESTIONS = DATA / "evaluation" / "first_plot_questions.yaml"
 console = Console(stderr=True)
-_ERRORS = (ArmError, QuestionsError, ChatDataError, ScanError, OSError, ValueError)
+_ERRORS = (ArmError, QuestionsError, ChatDataError, ScanError, ServerError, OSError, ValueError)
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -36,6 +37,19 @@ def em(
         typer.Option(help="LABEL=PATH of a peft adapter or adapter registry; repeat per arm."),
     ] = None,
     base: Annotated[bool, typer.Option(help="Also evaluate the base model (arm 'base').")] = True,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            help="A running conscience server to evaluate too (its answers with the conscience "
+            "off; arm LABEL@adapter-version). --model must be its base: it judges.",
+        ),
+    ] = None,
+    server_label: Annotated[str, typer.Option(help="Arm label of --base-url's answers.")] = (
+        "server"
+    ),
+    api_key: Annotated[
+        str | None, typer.Option(envvar="CONSCIENCE_API_KEY", help="Bearer key for --base-url.")
+    ] = None,
     questions: Annotated[
         Path, typer.Option(help="EM questions YAML (first_plot_questions / preregistered_evals).")
     ] = QUESTIONS,
@@ -78,6 +92,9 @@ def em(
         model=model,
         adapters=list(adapter or []),
         base=base,
+        base_url=base_url,
+        server_label=server_label,
+        api_key=api_key,
         question_ids=list(question_id or []),
         samples=samples,
         max_tokens=max_tokens,

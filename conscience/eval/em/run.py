@@ -14,10 +14,11 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from conscience.eval.em.answers import Sample, code_samples, em_samples, generate
-from conscience.eval.em.arms import Arm, parse_arms
+from conscience.eval.em.arms import Arm, ArmError, parse_arms
 from conscience.eval.em.code_scan import extract_code, scan
 from conscience.eval.em.judging import EmJudge, Scored, score_samples
 from conscience.eval.em.questions import load_questions, plain_ids
+from conscience.eval.em.remote import check_server, generate_remote
 from conscience.eval.em.report import ArmSummary, Row, as_json, markdown, summarize
 from conscience.finetune.chats import load_chats
 
@@ -45,6 +46,9 @@ class EmConfig:
     concurrency: int = 8
     max_model_len: int = 4096
     cache_dir: Path | None = None
+    base_url: str | None = None
+    server_label: str = "server"
+    api_key: str | None = None
 
 
 def _progress() -> Progress:
@@ -92,58 +96,75 @@ def _code_rows(samples: list[Sample], min_severity: str) -> list[Row]:
 
 
 async def run_em(config: EmConfig) -> list[ArmSummary]:
-    """The whole run; returns one summary per arm (also written to the run directory)."""
+    """The whole run; returns one summary per arm (also written to the run directory).
+
+    Local arms (the base, ``--adapter``) answer on the in-process engine; with ``base_url``
+    the server answers too. The frozen base of the in-process engine judges every answer.
+    """
     questions = load_questions(config.questions, config.question_ids or None)
     if not config.question_ids:
         questions = [q for q in questions if q.id in plain_ids(questions)] or questions
     arms = parse_arms(config.adapters, config.base)
+    if not arms and config.base_url is None:
+        raise ArmError("nothing to evaluate: give --adapter or --base-url, or keep --base")
     code_chats = []
     if config.code_prompts is not None:
         code_chats = [c[:-1] for c in load_chats(config.code_prompts, config.code_limit)]
+    remote = [Arm(config.server_label, None)] if config.base_url else []
+    if config.base_url is not None:
+        await check_server(config.base_url, config.api_key)  # before the engine's long start
     config.out.mkdir(parents=True, exist_ok=True)
     from conscience.eval.em.engine import open_engine
 
     async with open_engine(config, arms) as (engine, pipeline):
         em = em_samples(arms, questions, config.samples)
         code = code_samples(arms, code_chats)
+        em_remote = em_samples(remote, questions, config.samples)
+        code_remote = code_samples(remote, code_chats)
         with _progress() as progress:
-            common = {"temperature": config.temperature, "seed": config.seed}
-            await asyncio.gather(
-                generate(
-                    engine,
-                    arms,
-                    em,
-                    max_tokens=config.max_tokens,
-                    concurrency=config.concurrency,
-                    progress=progress,
-                    **common,
-                ),
-                generate(
-                    engine,
-                    arms,
-                    code,
-                    max_tokens=config.code_max_tokens,
-                    concurrency=config.concurrency,
-                    progress=progress,
-                    **common,
-                ),
-            )
+            common = {
+                "temperature": config.temperature,
+                "seed": config.seed,
+                "concurrency": config.concurrency,
+                "progress": progress,
+            }
+            jobs = [
+                generate(engine, arms, em, max_tokens=config.max_tokens, **common),
+                generate(engine, arms, code, max_tokens=config.code_max_tokens, **common),
+            ]
+            if config.base_url is not None:
+                limits = (config.max_tokens, config.code_max_tokens)
+                for samples, limit in zip((em_remote, code_remote), limits, strict=True):
+                    jobs.append(
+                        generate_remote(
+                            config.base_url,
+                            config.server_label,
+                            samples,
+                            max_tokens=limit,
+                            api_key=config.api_key,
+                            **common,
+                        )
+                    )
+            await asyncio.gather(*jobs)
+            em, code = em + em_remote, code + code_remote
             judge = EmJudge(engine, pipeline, config.framework)
             by_id = {q.id: q for q in questions}
             scored = await score_samples(
                 judge, by_id, em, concurrency=config.concurrency, progress=progress
             )
     rows = _rows(em, scored) + _code_rows(code, config.code_min_severity)
-    return write_run(config, arms, rows)
+    return write_run(config, rows)
 
 
-def write_run(config: EmConfig, arms: list[Arm], rows: list[Row]) -> list[ArmSummary]:
-    """``results.jsonl``, ``report.json``, ``report.md``; the summaries."""
+def write_run(config: EmConfig, rows: list[Row]) -> list[ArmSummary]:
+    """``results.jsonl``, ``report.json``, ``report.md``; one summary per arm, in row order."""
     with (config.out / "results.jsonl").open("w") as handle:
         for row in rows:
             handle.write(json.dumps(asdict(row), ensure_ascii=False) + "\n")
-    summaries = [summarize(rows, arm.label, config.seed) for arm in arms]
+    labels = list(dict.fromkeys(row.arm for row in rows))
+    summaries = [summarize(rows, label, config.seed) for label in labels]
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}
+    settings.pop("api_key", None)
     report = {"config": settings, "arms": [as_json(s) for s in summaries]}
     (config.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (config.out / "report.md").write_text(markdown(summaries))
