@@ -84,6 +84,7 @@ class Engine(Protocol):
 
     model_name: str
     max_model_len: int
+    dtype: str | None  # what the model computes in (bfloat16, float32, ...); None: unknown
 
     def encode_chat(self, messages: Sequence[dict[str, str]]) -> list[int]:
         """Render messages with the model's chat template (generation prompt added)."""

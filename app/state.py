@@ -61,7 +61,7 @@ class ServerState:
         redactor = redact_pii if settings.redact_pii else None
         writer = QueueWriter(settings.queue, capacity=settings.queue_buffer, redactor=redactor)
         writer.start()
-        profiles = _profiles(settings, model_dir)
+        profiles = _profiles(settings, model_dir, engine.dtype)
         pipeline = ConsciencePipeline(
             engine,
             catalog,
@@ -143,11 +143,23 @@ def _start_engine(settings: Settings) -> tuple[Engine, Path]:
     return VllmEngine.start(settings, model_dir, served), model_dir
 
 
-def _profiles(settings: Settings, model_dir: Path | None) -> ProfileBook:
-    """Calibration profiles for the served model: shipped ones (unless off) + ``--calibration``."""
+def _profiles(settings: Settings, model_dir: Path | None, dtype: str | None) -> ProfileBook:
+    """Calibration profiles for the served model: shipped ones (unless off) + ``--calibration``.
+
+    Warns for each applied profile fitted in another dtype than the engine computes in.
+    """
     fingerprint = model_fingerprint(model_dir) if model_dir is not None else "unknown"
-    book = ProfileBook.load(settings.calibration, fingerprint, settings.shipped_calibration)
+    book = ProfileBook.load(settings.calibration, fingerprint, settings.shipped_calibration, dtype)
     log.info("calibration profiles for this model: %d", len(book))
+    for profile in book.mismatched():
+        log.warning(
+            "calibration profile %s was fitted in %s, this engine computes in %s: its scores "
+            "shift a little (docs/PERFORMANCE.md); fit one in %s with conscience calibrate",
+            profile.id,
+            profile.numerics.dtype if profile.numerics else "?",
+            dtype,
+            dtype,
+        )
     return book
 
 

@@ -32,18 +32,34 @@ def native_dtype(requested: str = "auto") -> str:
     """
     if requested != "auto":
         return requested
-    import torch
     from vllm.platforms import current_platform
 
     if not current_platform.is_cpu():
         return requested
+    return requested if _native_bf16() else "float32"
+
+
+def _native_bf16() -> bool:
+    import torch
+
     caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
-    native_bf16 = (
+    return (
         torch.cpu._is_avx512_bf16_supported()
         or torch.cpu._is_amx_tile_supported()
         or bool(caps.get("bf16", False))
     )
-    return requested if native_bf16 else "float32"
+
+
+def compute_device() -> str:
+    """Where this machine's engine computes, in words (recorded beside fitted profiles)."""
+    import torch
+    from vllm.platforms import current_platform
+
+    if current_platform.is_cpu():
+        return f"cpu ({'native' if _native_bf16() else 'no native'} bfloat16)"
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return str(current_platform.device_name)
 
 
 def engine_args(settings: Settings, model_dir: Path, served_name: str):
@@ -96,6 +112,7 @@ class VllmEngine:
         )
         self.model_name = model_name
         self.max_model_len: int = llm.model_config.max_model_len
+        self.dtype: str | None = str(llm.model_config.dtype).removeprefix("torch.")
 
     @classmethod
     def start(cls, settings: Settings, model_dir: Path, served_name: str) -> VllmEngine:

@@ -58,7 +58,10 @@ async def in_process(
         for adapter in adapters:
             await engine.load_adapter(adapter)
         profiles = ProfileBook.load(
-            settings.calibration, model_fingerprint(model_dir), settings.shipped_calibration
+            settings.calibration,
+            model_fingerprint(model_dir),
+            settings.shipped_calibration,
+            engine.dtype,
         )
         pipeline = ConsciencePipeline(
             engine,

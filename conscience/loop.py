@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,9 +31,10 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from app.adapter_registry import AdapterRegistry
+from app.adapter_registry import AdapterRegistry, RegistryError, base_model_identity
 from app.queue import open_queue
 from app.records import PairRecord
+from conscience.eval.em.arms import ArmError, adapter_dir
 from conscience.ports import free_port
 
 ADMIN_KEY = "loop-admin"
@@ -367,6 +369,21 @@ def _table(rows: list[RoundRow]) -> Table:
     return table
 
 
+def seed_registry(registry: AdapterRegistry, adapter: Path, model: Path) -> str:
+    """Publish ``adapter`` as the first version of an empty ``registry``; its version name."""
+    manifest = registry.read_manifest()
+    if manifest is not None and manifest.versions:
+        raise RegistryError(f"{registry.root} already holds versions: start from an empty workdir")
+    source = adapter_dir(adapter)
+    registry.root.mkdir(parents=True, exist_ok=True)
+    version = registry.next_version()
+    staging = registry.staging_dir(version)
+    shutil.copytree(source, staging)
+    metrics = {"started_from": str(source)}
+    registry.publish(staging, version, None, base_model_identity(model), [], metrics)
+    return version
+
+
 DEFAULT_PROMPTS = Path(__file__).resolve().parent.parent / "examples" / "loop" / "prompts.txt"
 
 
@@ -391,6 +408,11 @@ def loop(
         None, help="Server --monitor-interval-s: canary runs with automatic rollback."
     ),
     workdir: Path | None = typer.Option(None, help="Where queue, adapters and logs go."),
+    start_adapter: Path | None = typer.Option(
+        None,
+        help="Serve (and train on from) this adapter first: a peft directory or an adapter "
+        "registry's current version, published as the workdir registry's first version.",
+    ),
 ) -> None:
     """Run serve → flag → queue → train → swap on this machine and print the round table."""
     workdir = workdir or Path(tempfile.mkdtemp(prefix="conscience-loop-"))
@@ -403,6 +425,12 @@ def loop(
             console.print("demo model: its verdicts are noise, so every draft is flagged (0.0)")
             flag_threshold = 0.0
     lines = [p.strip() for p in prompts.read_text().splitlines() if p.strip()]
+    if start_adapter is not None:
+        try:
+            seed_registry(AdapterRegistry(workdir / "adapters"), start_adapter, model)
+        except (ArmError, RegistryError, OSError) as exc:
+            console.print(f"[red]error:[/red] {exc}", soft_wrap=True, highlight=False)
+            raise typer.Exit(1) from None
     options = {
         "rounds": rounds,
         "per_round": per_round,

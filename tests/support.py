@@ -32,6 +32,7 @@ class ScriptedEngine:
 
     model_name = "scripted"
     max_model_len = 256
+    dtype = None
 
     def __init__(self, answers: list[str], verdicts: list[object]):
         self.answers = list(answers)

@@ -141,6 +141,20 @@ class FittedOn(BaseModel):
     benign: int = Field(ge=1)
 
 
+class Numerics(BaseModel):
+    """The arithmetic a profile's features were computed in.
+
+    The same weights score a little differently in another dtype (on Qwen2.5-Coder-0.5B,
+    float32 against bfloat16 moved 6 of 60 dev decisions: docs/PERFORMANCE.md), so a server
+    prefers the profile fitted in its own dtype and warns when it has none.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dtype: str = Field(description="The engine's dtype: bfloat16, float32 or float16.")
+    device: str = Field("", description="Where the features were computed (informative).")
+
+
 class CalibrationProfile(BaseModel):
     """One model and one framework: calibration, optional read-out, decision threshold."""
 
@@ -159,6 +173,15 @@ class CalibrationProfile(BaseModel):
     target_fpr: float = Field(ge=0, le=1)
     fitted_on: FittedOn
     dev: DevFigures = DevFigures()
+    numerics: Numerics | None = Field(None, description="None: not recorded (older profiles).")
+
+    @model_serializer(mode="wrap")
+    def _omit_unrecorded_numerics(self, handler: SerializerFunctionWrapHandler) -> dict:
+        # profiles fitted before numerics were recorded keep their JSON and digest
+        data = handler(self)
+        if data.get("numerics") is None:
+            data.pop("numerics", None)
+        return data
 
     @model_validator(mode="after")
     def _readout_when_deciding(self) -> CalibrationProfile:
@@ -216,20 +239,46 @@ def model_fingerprint(model_dir: Path) -> str:
 
 
 class ProfileBook:
-    """The profiles a server applies, by framework, for the model it serves."""
+    """The profiles a server applies, by framework, for the model it serves.
 
-    def __init__(self, profiles: Iterable[CalibrationProfile], fingerprint: str):
+    Where several profiles fit one review prompt, the one fitted in the engine's ``dtype``
+    wins, then one that does not record its dtype, then any other (see ``mismatched``).
+    """
+
+    def __init__(
+        self,
+        profiles: Iterable[CalibrationProfile],
+        fingerprint: str,
+        dtype: str | None = None,
+    ):
         self.fingerprint = fingerprint
+        self.dtype = dtype
         self._by_prompt: dict[str, CalibrationProfile] = {}
         for profile in profiles:
-            if profile.model == fingerprint:
+            if profile.model != fingerprint:
+                continue
+            held = self._by_prompt.get(profile.review_prompt_hash)
+            if held is None or self._rank(profile) <= self._rank(held):
                 self._by_prompt[profile.review_prompt_hash] = profile
 
+    def _rank(self, profile: CalibrationProfile) -> int:
+        """0: fitted in this dtype (or the dtype is unknown), 1: not recorded, 2: another."""
+        if profile.numerics is None:
+            return 1
+        return 0 if self.dtype is None or profile.numerics.dtype == self.dtype else 2
+
     @classmethod
-    def load(cls, files: Iterable[Path], fingerprint: str, shipped: bool = True) -> ProfileBook:
+    def load(
+        cls,
+        files: Iterable[Path],
+        fingerprint: str,
+        shipped: bool = True,
+        dtype: str | None = None,
+    ) -> ProfileBook:
         """Shipped profiles (unless ``shipped`` is off), overridden by ``files``.
 
-        Each of ``files`` must have been fitted on this model.
+        Each of ``files`` must have been fitted on this model; among profiles that rank the
+        same for ``dtype``, a file given later wins over an earlier one and over shipped ones.
         """
         own = [load_profile(p) for p in files]
         for profile in own:
@@ -239,11 +288,15 @@ class ProfileBook:
                     f"{profile.model_name or profile.model} (fingerprint {profile.model}), "
                     f"not on the served model (fingerprint {fingerprint})"
                 )
-        return cls([*(shipped_profiles() if shipped else []), *own], fingerprint)
+        return cls([*(shipped_profiles() if shipped else []), *own], fingerprint, dtype)
 
     def for_prompt(self, review_prompt_hash: str) -> CalibrationProfile | None:
         """The profile fitted under exactly this review prompt, if any."""
         return self._by_prompt.get(review_prompt_hash)
+
+    def mismatched(self) -> list[CalibrationProfile]:
+        """Applied profiles fitted in another dtype than the engine's."""
+        return [p for p in self._by_prompt.values() if self._rank(p) == 2]
 
     def __len__(self) -> int:
         return len(self._by_prompt)

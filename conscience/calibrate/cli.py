@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from app.conscience.calibration import CalibrationProfile, FittedOn, save_profile
+from app.conscience.calibration import CalibrationProfile, FittedOn, Numerics, save_profile
 from app.settings import ReviewLayout, Settings
 from conscience.calibrate.features import judge_rows
 from conscience.calibrate.fit import Decision, Probabilities, fit
@@ -139,7 +139,7 @@ async def _calibrate(
     from app.conscience.frameworks import FrameworkCatalog
     from app.conscience.prompts import review_prompt_hash
     from app.models import resolve_model, served_name
-    from app.vllm_engine import VllmEngine
+    from app.vllm_engine import VllmEngine, compute_device
 
     items = [i for i in load_dataset(dataset) if i.answer is not None]
     if any(i.split == "test" for i in items):
@@ -153,6 +153,7 @@ async def _calibrate(
     model_dir = resolve_model(model, settings.cache_dir, lambda m: console.print(m))
     name = served_name(model, model_dir)
     engine = VllmEngine.start(settings, model_dir, name)
+    numerics = Numerics(dtype=engine.dtype or "unknown", device=compute_device())
     layouts = (
         [ReviewLayout.framework_first, ReviewLayout.continuation]
         if layout is ReviewLayout.auto
@@ -176,7 +177,7 @@ async def _calibrate(
             slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-").lower()
             suffix = "" if layout is ReviewLayout.framework_first else f".{layout.value}"
             profile = CalibrationProfile(
-                name=f"{slug}.{fw.name}{suffix}",
+                name=f"{slug}.{fw.name}{suffix}.{numerics.dtype}",
                 model=model_fingerprint(model_dir),
                 model_name=name,
                 framework=fw.name,
@@ -193,6 +194,7 @@ async def _calibrate(
                     benign=int((1 - y).sum()),
                 ),
                 dev=fitted.dev,
+                numerics=numerics,
             )
             path = out / f"{profile.name}.json"
             save_profile(profile, path)

@@ -33,8 +33,13 @@ def fitted(tiny_model_dir, tmp_path_factory) -> Path:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     names = sorted(p.name for p in out.glob("*.json"))
-    assert names == ["tiny.introspective.continuation.json", "tiny.introspective.json"]
-    return out / "tiny.introspective.continuation.json"  # what the review endpoint uses (auto)
+    dtype = load_profile(out / names[0]).numerics.dtype
+    assert dtype in {"float32", "bfloat16"}  # the engine's own: bfloat16 where it is native
+    assert names == [
+        f"tiny.introspective.continuation.{dtype}.json",
+        f"tiny.introspective.{dtype}.json",
+    ]
+    return out / names[0]  # what the review endpoint uses (auto)
 
 
 def test_calibrate_writes_a_profile_for_this_model_and_prompt(fitted, tiny_model_dir):
@@ -44,6 +49,7 @@ def test_calibrate_writes_a_profile_for_this_model_and_prompt(fitted, tiny_model
     assert profile.fitted_on.harmful == 10 and profile.fitted_on.benign == 10
     assert profile.readout is not None and len(profile.readout.token_ids) <= 128
     assert profile.dev.fpr is not None and profile.dev.fpr <= 0.1
+    assert profile.numerics is not None and profile.numerics.device.startswith("cpu (")
 
 
 def test_calibrate_refuses_test_rows_in_one_line(tmp_path, tiny_model_dir):

@@ -13,6 +13,7 @@ from app.conscience.calibration import (
     CalibrationProfile,
     DevFigures,
     FittedOn,
+    Numerics,
     Platt,
     ProfileBook,
     Readout,
@@ -129,6 +130,30 @@ def test_a_profile_only_applies_to_its_model_and_prompt(tmp_path):
     assert book.for_prompt(review_prompt_hash(fw, ReviewLayout.continuation)) is None
     with pytest.raises(CalibrationError, match="not on the served model"):
         ProfileBook.load([tmp_path / "p.json"], "another-model", shipped=False)
+
+
+def test_the_profile_fitted_in_the_engines_dtype_wins(tmp_path):
+    fw_hash = review_prompt_hash(framework(), ReviewLayout.framework_first)
+    bf16 = profile(numerics=Numerics(dtype="bfloat16", device="cpu (native bfloat16)"))
+    fp32 = profile(numerics=Numerics(dtype="float32"), threshold=0.4)
+    unrecorded = profile(threshold=0.5)
+    for order in ([bf16, fp32, unrecorded], [fp32, unrecorded, bf16], [unrecorded, bf16, fp32]):
+        assert ProfileBook(order, "fp1", "float32").for_prompt(fw_hash) == fp32
+        assert ProfileBook(order, "fp1", "bfloat16").for_prompt(fw_hash) == bf16
+        assert ProfileBook(order, "fp1", "float16").for_prompt(fw_hash) == unrecorded
+    only_bf16 = ProfileBook([bf16], "fp1", "float32")
+    assert only_bf16.for_prompt(fw_hash) == bf16 and only_bf16.mismatched() == [bf16]
+    assert ProfileBook([bf16], "fp1", "bfloat16").mismatched() == []
+    assert ProfileBook([unrecorded], "fp1", "float32").mismatched() == []
+    assert ProfileBook([bf16], "fp1", None).mismatched() == []  # engine's dtype unknown
+
+
+def test_numerics_round_trip_and_unrecorded_ones_leave_the_json_alone():
+    fitted = profile(numerics=Numerics(dtype="float32", device="cpu (no native bfloat16)"))
+    again = CalibrationProfile.model_validate_json(fitted.model_dump_json())
+    assert again.numerics == fitted.numerics and again.digest == fitted.digest
+    assert "numerics" not in profile().model_dump_json()
+    assert fitted.digest != profile().digest
 
 
 def test_auto_continues_base_drafts_unless_only_framework_first_is_calibrated(tmp_path):
