@@ -48,4 +48,5 @@ def dpo_term(
     dpo = -F.logsigmoid(beta * margin).mean()
     nll = -policy[:n].sum() / counts[:n].sum().clamp(min=1)
     loss = dpo + nll_weight * nll
-    return DpoTerm(loss, float(margin.mean()), float((margin > 0).float().mean()))
+    seen = margin.detach()
+    return DpoTerm(loss, float(seen.mean()), float((seen > 0).float().mean()))
