@@ -63,6 +63,11 @@ def _event_loop_tasks() -> float:
 EVENT_LOOP_TASKS.set_function(_event_loop_tasks)
 
 # Pair queue (producer side)
+PAIRS_SKIPPED = Counter(
+    "conscience_pairs_skipped_total",
+    "Flagged drafts that made no pair (rewrite_unchanged: the rewrite repeated the draft).",
+    ["reason"],
+)
 QUEUE_PRODUCED = Counter("conscience_queue_produced_total", "Pairs durably written.")
 QUEUE_PRODUCE_FAILURES = Counter(
     "conscience_queue_produce_failures_total", "Failed produce attempts (each is retried)."

@@ -234,7 +234,10 @@ class ConsciencePipeline:
         if self.settings.rereview_rewrite:
             again = await self._review(plan, plan.messages, rewrite.text, latency, judge)
             report.rewrite_verdict, report.rewrite_score = again.verdict, again.score
-        self._record_pair(plan, draft, rewrite, review, adapter_version)
+        if rewrite.text.strip() == draft.text.strip():
+            metrics.PAIRS_SKIPPED.labels("rewrite_unchanged").inc()  # no preference to learn
+        else:
+            self._record_pair(plan, draft, rewrite, review, adapter_version)
         return Outcome(rewrite, len(plan.prompt_ids), report)
 
     async def _generate(

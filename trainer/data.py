@@ -1,9 +1,10 @@
 """Turn leased pair records into a round's data: checked, tokenized, split, with replay mixed in.
 
-A record is *skipped* (and counted) when its schema version is unknown to this trainer or when
-prompt + answer is longer than ``max_length`` tokens; skipped records are still consumed (acked),
-since no later round of this trainer could use them either. A stable slice of the rest, chosen
-by hashing the record id, is *held out*: measured, never trained on.
+A record is *skipped* (and counted) when its schema version is unknown to this trainer, when
+prompt + answer is longer than ``max_length`` tokens, or when chosen and rejected are the same
+answer (no preference: its NLL term would only teach the flagged draft); skipped records are
+still consumed (acked), since no later round of this trainer could use them either. A stable
+slice of the rest, chosen by hashing the record id, is *held out*: measured, never trained on.
 """
 
 from __future__ import annotations
@@ -52,11 +53,12 @@ class RoundData:
     replay: list[Example] = field(default_factory=list)
     skipped_schema: list[str] = field(default_factory=list)
     skipped_long: list[str] = field(default_factory=list)
+    skipped_unchanged: list[str] = field(default_factory=list)
 
     def consumed_ids(self) -> list[str]:
         """Every queued record id this round used up (trained, held out or skipped)."""
         ids = [e.id for e in self.train + self.heldout]
-        return ids + self.skipped_schema + self.skipped_long
+        return ids + self.skipped_schema + self.skipped_long + self.skipped_unchanged
 
 
 def _chat_ids(tokenizer: Any, messages: list[dict], generation_prompt: bool) -> list[int]:
@@ -97,6 +99,10 @@ def _fits(example: Example, max_length: int) -> bool:
     )
 
 
+def _answer(messages: Sequence[Any]) -> str:
+    return "\n".join(m.content for m in messages).strip()
+
+
 def _heldout_rank(pair_id: str) -> str:
     return hashlib.sha256(pair_id.encode()).hexdigest()
 
@@ -113,6 +119,9 @@ def prepare_round(
     for record in records:
         if record.schema_version != SCHEMA_VERSION:
             data.skipped_schema.append(record.id)
+            continue
+        if _answer(record.chosen) == _answer(record.rejected):
+            data.skipped_unchanged.append(record.id)
             continue
         example = encode(tokenizer, record.id, _row(record))
         if _fits(example, max_length):

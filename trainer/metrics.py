@@ -20,7 +20,7 @@ ROUNDS = Counter(
 PAIRS = Counter(
     "conscience_trainer_pairs_total",
     "Queued pairs consumed, by what became of them.",
-    ["kind"],  # trained, heldout, skipped_long, skipped_schema, deduped
+    ["kind"],  # trained, heldout, skipped_long, skipped_schema, skipped_unchanged, deduped
 )
 REPLAY_PAIRS = Counter("conscience_trainer_replay_pairs_total", "Replay pairs mixed into rounds.")
 LEASED = Counter("conscience_trainer_leased_total", "Pairs leased from the queue.")
@@ -44,7 +44,13 @@ LAST_VERSION = Gauge(
 )
 QUEUE_DEPTH = Gauge("conscience_trainer_queue_depth", "Ready records at the trainer's last poll.")
 
-_ROUND_KINDS = ("pairs_trained", "pairs_heldout", "skipped_long", "skipped_schema")
+_ROUND_KINDS = (
+    "pairs_trained",
+    "pairs_heldout",
+    "skipped_long",
+    "skipped_schema",
+    "skipped_unchanged",
+)
 
 
 def serve(port: int, addr: str = "0.0.0.0") -> Any:

@@ -85,6 +85,17 @@ async def test_rewrite_replaces_the_draft_and_records_the_pair():
     ]
 
 
+async def test_a_rewrite_that_repeats_the_draft_makes_no_pair():
+    before = counter("conscience_pairs_skipped_total", reason="rewrite_unchanged")
+    engine = ScriptedEngine(["bad draft", "bad draft"], [UNETHICAL])
+    pipe, sink = pipeline(engine, adapter=ADAPTER)
+    outcome = await run(pipe, "rewrite")
+    assert outcome.report.action.value == "rewritten" and outcome.answer.text == "bad draft"
+    assert sink == []
+    after = counter("conscience_pairs_skipped_total", reason="rewrite_unchanged")
+    assert after == before + 1
+
+
 async def test_rereview_reports_the_rewrite_verdict():
     engine = ScriptedEngine(["bad", "good"], [UNETHICAL, ETHICAL])
     pipe, _ = pipeline(engine, rereview_rewrite=True)

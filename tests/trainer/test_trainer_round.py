@@ -25,11 +25,15 @@ def test_prepare_round_skips_counts_and_holds_out_stably(demo_model):
     future = make_pairs(1, start=100, schema_version=99)
     long = make_pairs(1, start=200)
     long[0].chosen[0].content = "word " * 300
-    data = prepare_round(records + future + long, tokenizer, max_length=128, heldout_fraction=0.25)
+    same = make_pairs(1, start=300)  # a rewrite that repeats the draft: nothing to prefer
+    same[0].chosen[0].content = same[0].rejected[0].content + "\n"
+    rows = records + future + long + same
+    data = prepare_round(rows, tokenizer, max_length=128, heldout_fraction=0.25)
     assert data.skipped_schema == [future[0].id]
     assert data.skipped_long == [long[0].id]
+    assert data.skipped_unchanged == [same[0].id]
     assert len(data.heldout) == math.ceil(0.25 * 12) and len(data.train) == 9
-    assert set(data.consumed_ids()) == {r.id for r in records + future + long}
+    assert set(data.consumed_ids()) == {r.id for r in rows}
     again = prepare_round(records[::-1], tokenizer, max_length=128, heldout_fraction=0.25)
     assert {e.id for e in again.heldout} == {e.id for e in data.heldout}
     example = data.train[0]
