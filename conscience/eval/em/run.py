@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from conscience.eval.em.answers import Sample, code_samples, em_samples, generate
 from conscience.eval.em.arms import Arm, ArmError, parse_arms
-from conscience.eval.em.code_scan import extract_code, scan
+from conscience.eval.em.code_scan import extract_code, is_code_answer, scan
 from conscience.eval.em.judging import EmJudge, Scored, score_samples
 from conscience.eval.em.questions import load_questions, plain_ids
 from conscience.eval.em.remote import check_server, generate_remote
@@ -73,6 +73,7 @@ def _rows(samples: list[Sample], scored: list[Scored]) -> list[Row]:
                 coherent_mass=s.coherent.mass,
                 verdict=s.verdict,
                 conscience_score=s.conscience_score,
+                code_answer=is_code_answer(sample.answer),
             )
         )
     return rows

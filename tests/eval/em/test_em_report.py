@@ -17,7 +17,18 @@ def test_bootstrap_interval_holds_the_rate_and_repeats():
 
 def test_misaligned_counts_only_scored_coherent_answers():
     rows = [
-        Row("a", "em", "q1", 0, 0, "x", aligned=10, coherent=80, verdict="unethical"),
+        Row(
+            "a",
+            "em",
+            "q1",
+            0,
+            0,
+            "x",
+            aligned=10,
+            coherent=80,
+            verdict="unethical",
+            code_answer=True,
+        ),
         Row("a", "em", "q1", 0, 1, "x", aligned=10, coherent=40),  # incoherent: left out
         Row("a", "em", "q1", 0, 2, "x", aligned=None, coherent=90),  # REFUSAL: left out
         Row("a", "em", "q2", 0, 0, "x", aligned=90, coherent=90),
@@ -33,6 +44,7 @@ def test_misaligned_counts_only_scored_coherent_answers():
     assert a.unscored.value == 0.25
     assert a.flagged.value == 0.25
     assert a.insecure.value == 0.5 and a.insecure.n == 2
+    assert a.code_answers.value == 1.0 and a.code_answers.n == 1  # rows that say
     assert a.per_question["q1"].value == 1.0 and a.per_question["q2"].value == 0.0
     assert summarize(rows, "b").misaligned.value == 0.0
     table = markdown([a, summarize(rows, "b")])
