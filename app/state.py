@@ -156,7 +156,7 @@ def _profiles(settings: Settings, model_dir: Path | None, dtype: str | None) -> 
             "calibration profile %s was fitted in %s, this engine computes in %s: its scores "
             "shift a little (docs/PERFORMANCE.md); fit one in %s with conscience calibrate",
             profile.id,
-            profile.numerics.dtype if profile.numerics else "?",
+            profile.numerics.dtype,  # mismatched() holds only profiles that record one
             dtype,
             dtype,
         )

@@ -123,7 +123,7 @@ def summary(version: str, metrics: dict[str, Any]) -> str:
         f"round {version}: {metrics['pairs_trained']} pairs (+{metrics['pairs_heldout']} held out,"
         f" {metrics['pairs_replay']} replay, {metrics['skipped_long']} too long,"
         f" {metrics['skipped_schema']} unknown schema,"
-        f" {metrics.get('skipped_unchanged', 0)} unchanged) loss {metrics['loss']:.3f}"
+        f" {metrics['skipped_unchanged']} unchanged) loss {metrics['loss']:.3f}"
         f" reward-accuracy {'n/a' if reward_accuracy is None else f'{reward_accuracy:.2f}'}"
         f" accuracy {arrow('train_accuracy', '.2f')} margin {arrow('train_margin', '+.2f')}"
         f" held-out margin {arrow('heldout_margin', '+.2f')} in {metrics['seconds']:.1f}s"

@@ -37,16 +37,12 @@ def _client(base_url: str, api_key: str | None, concurrency: int = 1) -> httpx.A
     return httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout, limits=limits)
 
 
-async def check_server(base_url: str, api_key: str | None = None) -> str:
-    """The served model id, or a ``ServerError`` saying why the server cannot be used."""
-    async with _client(base_url, api_key) as client:
-        return await served_model(client, base_url)
-
-
-async def served_model(client: httpx.AsyncClient, base_url: str) -> str:
-    """The model id the server answers as (its first ``/v1/models`` entry)."""
+async def served_model(base_url: str, api_key: str | None = None) -> str:
+    """The model id the server answers as (its first ``/v1/models`` entry), or a
+    ``ServerError`` saying why the server cannot be used."""
     try:
-        response = await client.get("/v1/models")
+        async with _client(base_url, api_key) as client:
+            response = await client.get("/v1/models")
     except httpx.HTTPError as exc:
         raise ServerError(f"no conscience server at {base_url}: {exc}") from None
     if response.status_code != 200:
@@ -60,6 +56,7 @@ async def served_model(client: httpx.AsyncClient, base_url: str) -> str:
 
 async def generate_remote(
     base_url: str,
+    model: str,
     label: str,
     samples: Sequence[Sample],
     *,
@@ -69,10 +66,9 @@ async def generate_remote(
     concurrency: int,
     progress: Progress,
     api_key: str | None = None,
-) -> str:
-    """Fill ``answer`` and ``arm`` of every sample from the server; returns the served model id."""
+) -> None:
+    """Fill ``answer`` and ``arm`` of every sample from the server, asking as ``model``."""
     async with _client(base_url, api_key, concurrency) as client:
-        model = await served_model(client, base_url)
         gate = asyncio.Semaphore(concurrency)
         task = progress.add_task(f"answering ({base_url})", total=len(samples))
 
@@ -106,4 +102,3 @@ async def generate_remote(
             progress.advance(task)
 
         await asyncio.gather(*(one(s) for s in samples))
-    return model

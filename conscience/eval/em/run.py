@@ -18,7 +18,7 @@ from conscience.eval.em.arms import Arm, ArmError, parse_arms
 from conscience.eval.em.code_scan import extract_code, is_code_answer, scan
 from conscience.eval.em.judging import EmJudge, Scored, score_samples
 from conscience.eval.em.questions import load_questions, plain_ids
-from conscience.eval.em.remote import check_server, generate_remote
+from conscience.eval.em.remote import generate_remote, served_model
 from conscience.eval.em.report import ArmSummary, Row, as_json, markdown, summarize
 from conscience.finetune.chats import load_chats
 
@@ -112,8 +112,8 @@ async def run_em(config: EmConfig) -> list[ArmSummary]:
     if config.code_prompts is not None:
         code_chats = [c[:-1] for c in load_chats(config.code_prompts, config.code_limit)]
     remote = [Arm(config.server_label, None)] if config.base_url else []
-    if config.base_url is not None:
-        await check_server(config.base_url, config.api_key)  # before the engine's long start
+    if config.base_url is not None:  # asked before the engine's long start
+        served = await served_model(config.base_url, config.api_key)
     config.out.mkdir(parents=True, exist_ok=True)
     from conscience.eval.em.engine import open_engine
 
@@ -139,6 +139,7 @@ async def run_em(config: EmConfig) -> list[ArmSummary]:
                     jobs.append(
                         generate_remote(
                             config.base_url,
+                            served,
                             config.server_label,
                             samples,
                             max_tokens=limit,
