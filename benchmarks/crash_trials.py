@@ -82,7 +82,8 @@ def bin_path(name: str) -> str:
 
 
 class Child:
-    """A subprocess (own session) whose stdout lines are pumped into a queue, stderr to a file.
+    """A subprocess (own session) whose stdout lines are pumped into a queue and a copy of them
+    to ``<log>.stdout`` (what it did, when a trial goes wrong), stderr to ``log``.
 
     ``kill`` SIGKILLs the whole process group, as a container or cgroup kill would: killing
     only ``conscience serve`` leaves vLLM's ``EngineCore`` and worker processes orphaned and
@@ -102,12 +103,16 @@ class Child:
                 start_new_session=True,
             )
         self.lines: queue_module.Queue[str] = queue_module.Queue()
+        self.stdout_log = log.with_name(log.name + ".stdout")
         self._pump_thread = threading.Thread(target=self._pump, daemon=True)
         self._pump_thread.start()
 
     def _pump(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.put(line)
+        with open(self.stdout_log, "a") as copy:
+            for line in self.proc.stdout:
+                self.lines.put(line)
+                copy.write(line)
+                copy.flush()
 
     def kill(self) -> None:
         """SIGKILL its process group, reap it, close its stdout once the pump has drained."""
