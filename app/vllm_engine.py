@@ -126,6 +126,11 @@ class VllmEngine:
 
     def shutdown(self) -> None:
         self._llm.shutdown()
+        # AsyncLLM.__del__ shuts down again. When the engine lives until interpreter exit (a
+        # finished import frame can keep the frames that started it alive), that second call
+        # runs after vLLM's module globals are cleared and prints a TypeError traceback under
+        # the command's output. Once is enough.
+        self._llm.shutdown = lambda timeout=None: None
 
     def encode_chat(self, messages: Sequence[dict[str, str]]) -> list[int]:
         return list(

@@ -32,6 +32,7 @@ def fitted(tiny_model_dir, tmp_path_factory) -> Path:
         "--out", str(out), "--target-fpr", "0.1",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]  # not even at engine shutdown
     names = sorted(p.name for p in out.glob("*.json"))
     dtype = load_profile(out / names[0]).numerics.dtype
     assert dtype in {"float32", "bfloat16"}  # the engine's own: bfloat16 where it is native
