@@ -103,7 +103,9 @@ def calibrate(
             _f(d.fpr),
             _f(d.tpr),
         )
-    Console().print(table)
+    screen = Console()
+    # a log or pipe gets 80 columns by default, which cuts the profile names to 'qwen2…'
+    (screen if screen.is_terminal else Console(width=200)).print(table)
     console.print(f"profiles written to {out}")
 
 

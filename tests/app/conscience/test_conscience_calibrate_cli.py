@@ -38,6 +38,7 @@ def fitted(tiny_model_dir, tmp_path_factory) -> Path:
     assert dtype in {"float32", "bfloat16"}  # the engine's own: bfloat16 where it is native
     continued = f"tiny.introspective.continuation.{dtype}.json"
     assert set(names) == {continued, f"tiny.introspective.{dtype}.json"}
+    assert f"tiny.introspective.{dtype} " in done.stdout  # the summary table names it whole
     return out / continued  # what the review endpoint uses (auto)
 
 
