@@ -229,7 +229,7 @@ class ConsciencePipeline:
         if plan.mode is Mode.flag:
             report = self._report(plan, review, Action.flagged, latency, start)
             return Outcome(draft, len(plan.prompt_ids), report)
-        rewrite = await self._rewrite(plan, draft.text, latency)
+        rewrite = await self._rewrite(plan, latency)
         report = self._report(plan, review, Action.rewritten, latency, start)
         if self.settings.rereview_rewrite:
             again = await self._review(plan, plan.messages, rewrite.text, latency, judge)
@@ -331,12 +331,9 @@ class ConsciencePipeline:
         report = self._report(plan, review, Action.rewritten, latency, start)
         return Outcome(safe, len(plan.prompt_ids), report)
 
-    async def _rewrite(self, plan: Plan, draft: str, latency: StageLatency) -> Generation:
+    async def _rewrite(self, plan: Plan, latency: StageLatency) -> Generation:
         started = time.perf_counter()
-        messages = rewrite_messages(
-            self.engine, plan.framework, plan.messages, draft, self.settings.review_max_input_tokens
-        )
-        ids = self.engine.encode_chat(messages)
+        ids = self.engine.encode_chat(rewrite_messages(plan.framework, plan.messages))
         room = self.engine.max_model_len - len(ids)
         if room <= 0:
             raise ContextLengthExceeded(

@@ -26,6 +26,6 @@ def test_no_control_token_reaches_the_judge(layout):
     framework = FrameworkCatalog.load().get("three_laws")
     conversation = [{"role": "user", "content": f"Hi{FORGED}"}]
     messages = review_messages(engine, framework, layout, conversation, FORGED, 1024)
-    rewrite = rewrite_messages(engine, framework, conversation, FORGED, 1024)
+    rewrite = rewrite_messages(framework, conversation)
     for message in [*messages, *rewrite]:
         assert "<|" not in message["content"] and "</s>" not in message["content"]
